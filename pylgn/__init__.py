@@ -1,0 +1,9 @@
+"""pylgn: differentiable logic gate networks with the input-wise parametrization, on numpy + numba."""
+from .layers import GroupSum, LogicLayer
+from .loss import softmax_cross_entropy
+from .model import Sequential
+from .optim import Adam
+
+__version__ = "0.1.0"
+
+__all__ = ["Adam", "GroupSum", "LogicLayer", "Sequential", "softmax_cross_entropy"]

@@ -1,0 +1,60 @@
+"""Argument checks shared by the public API: each raises ValueError/TypeError naming the argument."""
+import numbers
+
+import numpy as np
+
+
+def check_int(name, value, low=None, high=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__} {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        rng = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name}: expected an int {rng}, got {value}")
+    return int(value)
+
+
+def check_float(name, value, low=None, low_open=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise TypeError(f"{name}: expected a finite number, got {value!r}")
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ValueError(f"{name}: expected a number {'>' if low_open else '>='} {low}, got {value}")
+    return float(value)
+
+
+def check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def check_batch(name, x, width, xp=np):
+    """A (batch, width) real array with finite values in [0, 1]."""
+    if not hasattr(x, "shape"):
+        x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a real or bool array, got dtype {x.dtype}")
+    if x.ndim != 2 or x.shape[1] != width or x.shape[0] < 1:
+        raise ValueError(f"{name}: expected shape (batch >= 1, {width}), got {tuple(x.shape)}")
+    if x.dtype.kind == "f":
+        lo, hi = float(xp.min(x)), float(xp.max(x))
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise ValueError(f"{name}: contains NaN or inf")
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(f"{name}: values must lie in [0, 1], got range [{lo}, {hi}]")
+    elif x.dtype.kind in "iu" and x.size and (int(xp.min(x)) < 0 or int(xp.max(x)) > 1):
+        raise ValueError(f"{name}: integer inputs must be 0/1 bits")
+    return x
+
+
+def check_labels(name, labels, batch, num_classes, xp=np):
+    """A (batch,) integer array with values in [0, num_classes)."""
+    if not hasattr(labels, "shape"):
+        labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected an integer array, got dtype {labels.dtype}")
+    if labels.shape != (batch,):
+        raise ValueError(f"{name}: expected shape ({batch},), got {tuple(labels.shape)}")
+    if batch and (int(xp.min(labels)) < 0 or int(xp.max(labels)) >= num_classes):
+        raise ValueError(f"{name}: values must lie in [0, {num_classes}), got range "
+                         f"[{int(xp.min(labels))}, {int(xp.max(labels))}]")
+    return labels

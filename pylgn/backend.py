@@ -1,0 +1,67 @@
+"""The backend object: an array module (numpy or cupy) paired with a kernel set (cpu or cuda).
+
+Layers never branch on the device; they ask ``backend.xp`` for arrays and ``backend.kernels``
+for the same-named kernels. Kernels are imported on first use, so ``import pylgn`` compiles
+nothing and never imports cupy.
+"""
+import importlib
+import os
+
+import numpy as np
+
+DEVICES = ("cpu", "cuda")
+
+
+class Backend:
+    """``xp``: numpy or cupy; ``kernels``: pylgn.kernels.cpu or pylgn.kernels.cuda."""
+
+    def __init__(self, device):
+        if device not in DEVICES:
+            raise ValueError(f"device: expected one of {DEVICES}, got {device!r}")
+        self.device = device
+        self._kernels = None
+        self.xp = np if device == "cpu" else _cuda_array_module()
+
+    @property
+    def kernels(self):
+        if self._kernels is None:
+            self._kernels = importlib.import_module(f"pylgn.kernels.{self.device}")
+        return self._kernels
+
+    def asarray(self, a, dtype=None):
+        """Array on this backend (a host copy goes to the device when needed)."""
+        return self.xp.ascontiguousarray(self.xp.asarray(a, dtype=dtype))
+
+    def to_host(self, a):
+        """numpy array of ``a`` (a device array is copied back)."""
+        return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
+
+    def __repr__(self):
+        return f"Backend({self.device!r}, xp={self.xp.__name__})"
+
+
+def _cuda_array_module():
+    """cupy when present; numpy under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1, test-only)."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return np
+    try:
+        import cupy
+    except ImportError as e:
+        raise ValueError("device='cuda' needs cupy and numba-cuda: pip install 'pylgn[gpu]' "
+                         f"({e})") from None
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            raise ValueError("device='cuda': no CUDA device found")
+    except cupy.cuda.runtime.CUDARuntimeError as e:
+        raise ValueError(f"device='cuda': no usable CUDA device ({e})") from None
+    return cupy
+
+
+_BACKENDS = {}
+
+
+def get_backend(device):
+    """Shared Backend instance per device name."""
+    if device not in _BACKENDS:
+        _BACKENDS[device] = Backend(device)
+    return _BACKENDS[device]

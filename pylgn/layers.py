@@ -1,0 +1,181 @@
+"""Layers. Each works on activations laid out (features, batch) and keeps what backward needs.
+
+A layer is declared first and built by ``Sequential`` (which owns the seed, the device and the
+flat parameter buffers); ``weights`` and ``grad`` are views into those buffers.
+"""
+import numpy as np
+
+from . import gates
+from ._checks import check_choice, check_float, check_int
+from .estimators import ESTIMATORS, rho, rho_grad
+from .init import INITS, init_iwp, init_op, target_table
+from .wiring import CONNECTIONS, make_connections, reverse_index
+
+PARAMS = ("iwp", "op")
+
+
+class LogicLayer:
+    """A layer of ``out_dim`` learned logic gates of ``arity`` inputs each, with fixed wiring.
+
+    IWP: 2**arity parameters W per gate, table omega = rho(W).
+    OP (arity 2): 16 logits per gate, table omega = softmax(W) @ OP_TABLES.
+    Relaxed output: the multilinear extension of omega at the inputs; discretized output: the
+    truth table [omega >= 0.5] (IWP) or the argmax gate (OP) applied to the inputs as bits.
+    """
+
+    def __init__(self, in_dim, out_dim, arity=2, param="iwp", estimator="sin", init="residual",
+                 connections="random", grad_factor=1.0, sigma=None, shift=None, init_target="a"):
+        self.in_dim = check_int("in_dim", in_dim, 1)
+        self.out_dim = check_int("out_dim", out_dim, 1)
+        self.arity = check_int("arity", arity, 1, 6)
+        self.param = check_choice("param", param, PARAMS)
+        if param == "op" and arity != 2:
+            raise ValueError(f"arity: param='op' supports arity 2 only, got {arity}")
+        self.estimator = check_choice("estimator", estimator, ESTIMATORS)
+        self.init = check_choice("init", init, INITS)
+        self.connections_kind = check_choice("connections", connections, CONNECTIONS)
+        self.grad_factor = check_float("grad_factor", grad_factor)
+        self.sigma = None if sigma is None else check_float("sigma", sigma, 0.0)
+        self.shift = None if shift is None else check_float("shift", shift)
+        target_table(init_target, arity)                      # validates init_target
+        self.init_target = init_target
+        self.connections = self.weights = self.grad = None
+        self.backend = None
+        self._saved = None
+
+    @property
+    def n_params_per_gate(self):
+        return 16 if self.param == "op" else 2 ** self.arity
+
+    @property
+    def n_params(self):
+        return self.out_dim * self.n_params_per_gate
+
+    def config(self):
+        """Constructor arguments (what a checkpoint stores to rebuild the layer)."""
+        return dict(type="LogicLayer", in_dim=self.in_dim, out_dim=self.out_dim, arity=self.arity,
+                    param=self.param, estimator=self.estimator, init=self.init,
+                    connections=self.connections_kind, grad_factor=self.grad_factor,
+                    sigma=self.sigma, shift=self.shift, init_target=self.init_target)
+
+    def initial_weights(self, rng):
+        """Fresh parameters (out_dim, params per gate) float64 from ``rng``."""
+        if self.param == "op":
+            return init_op(self.init, self.arity, self.out_dim, self.sigma, self.shift,
+                           self.init_target, rng)
+        return init_iwp(self.init, self.arity, self.out_dim, self.estimator, self.sigma,
+                        self.shift, self.init_target, rng)
+
+    def bind(self, backend, weights, grad, connections):
+        """Attach the parameter/gradient views and the wiring (arity, out_dim)."""
+        self.backend = backend
+        self.weights, self.grad = weights, grad
+        conn = np.ascontiguousarray(connections, dtype=np.int32)
+        if conn.shape != (self.arity, self.out_dim) or conn.min() < 0 or conn.max() >= self.in_dim:
+            raise ValueError(f"connections: expected ints in [0, {self.in_dim}) of shape "
+                             f"({self.arity}, {self.out_dim})")
+        rev_ptr, rev_idx = reverse_index(conn, self.in_dim)
+        self.connections = backend.asarray(conn)
+        self._rev = backend.asarray(rev_ptr), backend.asarray(rev_idx)
+        self._op_tables = backend.asarray(gates.OP_TABLES, dtype=weights.dtype)
+
+    def build(self, rng, backend, weights, grad):
+        """Draw wiring and initial parameters from ``rng`` into the given views."""
+        conn = make_connections(self.connections_kind, self.in_dim, self.out_dim, self.arity, rng)
+        weights[...] = backend.asarray(self.initial_weights(rng), dtype=weights.dtype)
+        self.bind(backend, weights, grad, conn)
+
+    # relaxed table and its Jacobian, side by side ------------------------------------------
+
+    def table(self):
+        """Relaxed truth table omega (out_dim, 2**arity)."""
+        xp, w = self.backend.xp, self.weights
+        if self.param == "op":
+            return _softmax(xp, w) @ self._op_tables
+        return rho(self.estimator, w, xp)
+
+    def table_backward(self, dtable):
+        """dL/dW from dL/domega. IWP: dtable * rho'(W). OP: p * (dp - <p, dp>), dp = dtable @ T^T."""
+        xp, w = self.backend.xp, self.weights
+        if self.param == "op":
+            p = _softmax(xp, w)
+            dp = dtable @ self._op_tables.T
+            return p * (dp - (p * dp).sum(axis=1, keepdims=True))
+        return dtable * rho_grad(self.estimator, w, rho(self.estimator, w, xp), xp)
+
+    def discrete_table(self):
+        """0/1 truth table (out_dim, 2**arity) as uint8: argmax gate (OP) or [omega >= 0.5] (IWP)."""
+        xp = self.backend.xp
+        if self.param == "op":
+            return self._op_tables[xp.argmax(self.weights, axis=1)].astype(xp.uint8)
+        return (self.table() >= 0.5).astype(xp.uint8)
+
+    # forward and backward ------------------------------------------------------------------
+
+    def forward(self, x, train=True):
+        """(in_dim, batch) -> (out_dim, batch); relaxed when ``train``, discretized otherwise."""
+        xp, k = self.backend.xp, self.backend.kernels
+        y = xp.empty((self.out_dim, x.shape[1]), dtype=x.dtype)
+        if train:
+            table = xp.ascontiguousarray(self.table(), dtype=x.dtype)
+            k.gate_forward(x, self.connections, table, y)
+            self._saved = (x, table)
+        else:
+            table = xp.ascontiguousarray(self.discrete_table(), dtype=x.dtype)
+            k.gate_forward_discrete(x, self.connections, table, y)
+            self._saved = None
+        return y
+
+    def backward(self, dy, need_dx=True):
+        """Accumulates dL/dW into ``grad``; returns dL/dx (in_dim, batch) scaled by grad_factor."""
+        if self._saved is None:
+            raise RuntimeError("backward: call forward in train mode first")
+        xp, k = self.backend.xp, self.backend.kernels
+        x, table = self._saved
+        dtable = xp.empty(table.shape, dtype=x.dtype)
+        k.gate_backward_table(x, self.connections, dy, dtable)
+        self.grad += self.table_backward(dtable)
+        if not need_dx:
+            return None
+        dx = xp.empty_like(x)
+        k.gate_backward_inputs(x, self.connections, *self._rev, table, dy, self.grad_factor, dx)
+        return dx
+
+    def __repr__(self):
+        return (f"LogicLayer({self.in_dim}, {self.out_dim}, arity={self.arity}, "
+                f"param={self.param!r}, init={self.init!r})")
+
+
+def _softmax(xp, w):
+    e = xp.exp(w - w.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class GroupSum:
+    """logits[c, s] = sum of the c-th contiguous group of out_dim/k inputs, divided by tau."""
+
+    n_params = 0
+
+    def __init__(self, k, tau=1.0):
+        self.k = check_int("k", k, 1)
+        self.tau = check_float("tau", tau, 0.0, low_open=True)
+        self.in_dim = self.backend = None
+
+    def config(self):
+        return dict(type="GroupSum", k=self.k, tau=self.tau)
+
+    def forward(self, x, train=True):
+        xp = self.backend.xp
+        return x.reshape(self.k, -1, x.shape[1]).sum(axis=1) / xp.asarray(self.tau, x.dtype)
+
+    def backward(self, dlogits, need_dx=True):
+        xp = self.backend.xp
+        m = self.in_dim // self.k
+        scaled = dlogits / xp.asarray(self.tau, dlogits.dtype)
+        return xp.ascontiguousarray(
+            xp.broadcast_to(scaled[:, None, :], (self.k, m, dlogits.shape[1]))
+        ).reshape(self.in_dim, dlogits.shape[1])
+
+    def __repr__(self):
+        return f"GroupSum(k={self.k}, tau={self.tau})"
+

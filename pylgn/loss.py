@@ -1,0 +1,24 @@
+"""Softmax cross-entropy over logits (batch, classes)."""
+import numpy as np
+
+from ._checks import check_labels
+
+
+def softmax_cross_entropy(logits, labels):
+    """Mean loss L = mean_s [logsumexp(z_s) - z_s[y_s]] and dL/dz = (softmax(z) - onehot(y)) / batch."""
+    xp = np if isinstance(logits, np.ndarray) else __import__("cupy")
+    if logits.ndim != 2 or logits.shape[0] < 1:
+        raise ValueError(f"logits: expected shape (batch >= 1, classes), got {tuple(logits.shape)}")
+    if logits.dtype.kind != "f":
+        raise TypeError(f"logits: expected a float array, got dtype {logits.dtype}")
+    batch, k = logits.shape
+    labels = check_labels("labels", xp.asarray(labels), batch, k, xp=xp)
+    z = logits - logits.max(axis=1, keepdims=True)
+    lse = xp.log(xp.exp(z).sum(axis=1))
+    rows = xp.arange(batch)
+    loss = float((lse - z[rows, labels]).mean())
+    if not np.isfinite(loss):
+        raise ValueError("logits: contain NaN or inf")
+    d = xp.exp(z - lse[:, None])
+    d[rows, labels] -= 1.0
+    return loss, d / batch

@@ -1,0 +1,132 @@
+"""Sequential: chains layers, owns the seed, the device and the flat parameter buffers."""
+import numpy as np
+
+from ._checks import check_batch, check_int
+from .backend import get_backend
+from .layers import GroupSum, LogicLayer
+
+DTYPES = (np.float32, np.float64)
+
+
+class Sequential:
+    """Layers applied in order. Users pass (batch, features); inside, activations are (features, batch).
+
+    All parameters live in one flat buffer ``params`` (and gradients in ``grads``); each layer's
+    ``weights``/``grad`` are views into them, so the optimizer and checkpoints see flat arrays.
+    """
+
+    def __init__(self, layers, seed=0, device="cpu", dtype=np.float32):
+        layers = list(layers)
+        if not layers or not all(isinstance(l, (LogicLayer, GroupSum)) for l in layers):
+            raise TypeError("layers: expected a non-empty list of LogicLayer/GroupSum")
+        self.seed = check_int("seed", seed, 0)
+        self.dtype = np.dtype(dtype)
+        if self.dtype.type not in DTYPES:
+            raise TypeError(f"dtype: expected float32 or float64, got {self.dtype}")
+        self.layers = layers
+        _check_chain(layers)
+        self.backend = get_backend(device)
+        self.training = True
+        self._build(np.random.default_rng(self.seed))
+
+    def _build(self, rng):
+        xp = self.backend.xp
+        total = sum(l.n_params for l in self.layers)
+        self.params = xp.zeros(total, dtype=self.dtype)
+        self.grads = xp.zeros(total, dtype=self.dtype)
+        off = 0
+        for layer in self.layers:
+            layer.backend = self.backend
+            if isinstance(layer, LogicLayer):
+                shape = (layer.out_dim, layer.n_params_per_gate)
+                w = self.params[off:off + layer.n_params].reshape(shape)
+                g = self.grads[off:off + layer.n_params].reshape(shape)
+                layer.build(rng, self.backend, w, g)
+                off += layer.n_params
+
+    @property
+    def device(self):
+        return self.backend.device
+
+    @property
+    def in_dim(self):
+        return self.layers[0].in_dim
+
+    @property
+    def out_dim(self):
+        last = self.layers[-1]
+        return last.k if isinstance(last, GroupSum) else last.out_dim
+
+    @property
+    def logic_layers(self):
+        return [l for l in self.layers if isinstance(l, LogicLayer)]
+
+    @property
+    def num_gates(self):
+        return sum(l.out_dim for l in self.logic_layers)
+
+    def config(self):
+        return dict(layers=[l.config() for l in self.layers], seed=self.seed,
+                    dtype=self.dtype.name)
+
+    def parameters(self):
+        """Per-layer parameter arrays (views into ``params``)."""
+        return [l.weights for l in self.logic_layers]
+
+    def train(self):
+        self.training = True
+        return self
+
+    def eval(self):
+        self.training = False
+        return self
+
+    def zero_grad(self):
+        self.grads[...] = 0
+
+    def forward(self, x):
+        """x (batch, in_dim) in [0, 1] -> (batch, out_dim): relaxed in train(), exact 0/1 gates in eval()."""
+        xp = self.backend.xp
+        x = check_batch("x", x, self.in_dim, xp=np if isinstance(x, np.ndarray) else xp)
+        h = xp.ascontiguousarray(xp.asarray(x, dtype=self.dtype).T)
+        for layer in self.layers:
+            h = layer.forward(h, train=self.training)
+        self._batch = x.shape[0]
+        return xp.ascontiguousarray(h.T)
+
+    __call__ = forward
+
+    def backward(self, dout):
+        """dout (batch, out_dim) = dL/d(output); accumulates parameter gradients into ``grads``."""
+        if not self.training:
+            raise RuntimeError("backward: the model is in eval() mode (discrete gates have no gradient)")
+        xp = self.backend.xp
+        batch = getattr(self, "_batch", None)
+        if batch is None:
+            raise RuntimeError("backward: call forward first")
+        if tuple(dout.shape) != (batch, self.out_dim):
+            raise ValueError(f"dout: expected shape ({batch}, {self.out_dim}), got {tuple(dout.shape)}")
+        d = xp.ascontiguousarray(xp.asarray(dout, dtype=self.dtype).T)
+        for i in range(len(self.layers) - 1, -1, -1):
+            d = self.layers[i].backward(d, need_dx=i > 0)
+
+    def __repr__(self):
+        inner = ",\n  ".join(repr(l) for l in self.layers)
+        return f"Sequential([\n  {inner}\n], device={self.device!r}, dtype={self.dtype.name})"
+
+
+def _check_chain(layers):
+    """Widths must chain; GroupSum only last and dividing the width before it."""
+    width = None
+    for i, layer in enumerate(layers):
+        if isinstance(layer, GroupSum):
+            if i != len(layers) - 1 or width is None:
+                raise ValueError("layers: GroupSum must be the last layer, after a LogicLayer")
+            if width % layer.k:
+                raise ValueError(f"layers: GroupSum k={layer.k} must divide the width {width}")
+            layer.in_dim = width
+        else:
+            if width is not None and layer.in_dim != width:
+                raise ValueError(f"layers[{i}]: in_dim {layer.in_dim} does not match the previous "
+                                 f"width {width}")
+            width = layer.out_dim

@@ -1,0 +1,47 @@
+"""Adam over the model's flat parameter buffer: a pure update over flat arrays plus its state."""
+from ._checks import check_float
+
+
+class Adam:
+    """Adam with bias correction and optional decoupled weight decay (off by default: it pushes
+    IWP gates towards the undecided omega = 0.5). State: ``m``, ``v`` (flat, like the params), ``t``."""
+
+    def __init__(self, model, lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        self.model = model
+        self.lr = check_float("lr", lr, 0.0, low_open=True)
+        if len(betas) != 2 or not all(0.0 <= check_float("betas", b) < 1.0 for b in betas):
+            raise ValueError(f"betas: expected two numbers in [0, 1), got {betas!r}")
+        self.betas = tuple(float(b) for b in betas)
+        self.eps = check_float("eps", eps, 0.0, low_open=True)
+        self.weight_decay = check_float("weight_decay", weight_decay, 0.0)
+        xp = model.backend.xp
+        self.m = xp.zeros_like(model.params)
+        self.v = xp.zeros_like(model.params)
+        self.t = 0
+
+    def step(self):
+        """p <- p - lr * mhat / (sqrt(vhat) + eps) - lr * weight_decay * p, over all parameters."""
+        self.t += 1
+        b1, b2 = self.betas
+        self.model.backend.kernels.adam_step(self.model.params, self.model.grads, self.m, self.v,
+                                             self.lr, b1, b2, self.eps, self.weight_decay, self.t)
+
+    def zero_grad(self):
+        self.model.zero_grad()
+
+    def config(self):
+        return dict(lr=self.lr, betas=list(self.betas), eps=self.eps,
+                    weight_decay=self.weight_decay)
+
+    def state(self):
+        """Arrays and counters that a checkpoint stores to resume exactly."""
+        return dict(m=self.m, v=self.v, t=self.t)
+
+    def load_state(self, m, v, t):
+        xp = self.model.backend.xp
+        if tuple(m.shape) != tuple(self.m.shape) or tuple(v.shape) != tuple(self.v.shape):
+            raise ValueError(f"optimizer state: expected {tuple(self.m.shape)} moments, got "
+                             f"{tuple(m.shape)} / {tuple(v.shape)}")
+        self.m[...] = xp.asarray(m, dtype=self.m.dtype)
+        self.v[...] = xp.asarray(v, dtype=self.v.dtype)
+        self.t = int(t)

@@ -1,0 +1,250 @@
+"""Data: thermometer encoding, datasets by name, the HDF5 dataset format and image augmentation.
+
+A dataset holds raw uint8 samples ``x`` of shape (N, *shape) (images as (C, H, W)), labels
+``y`` (N,) and ``max_value``, the value that maps to 1.0. The model sees thermometer bits:
+``encode(x) = thermometer(x / max_value, n)`` flattened to (N, C*n*H*W).
+
+HDF5 dataset format (``write_dataset``/``read_dataset``): datasets ``x_train``, ``y_train``,
+``x_test``, ``y_test`` (uint8) and attributes ``format = "pylgn-dataset"``, ``version``, ``name``,
+``shape`` (per-sample shape), ``class_names`` (JSON list) and ``max_value``.
+"""
+import hashlib
+import json
+import os
+import shutil
+import urllib.request
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._checks import check_int
+
+DATASET_FORMAT = "pylgn-dataset"
+DATASET_VERSION = 1
+PREPARED = {"mnist": "mnist", "cifar10": "cifar", "cifar100": "cifar"}   # name -> prepare script
+
+
+# thermometer encoding ------------------------------------------------------------------------
+
+def thermometer(x, thresholds):
+    """Bits out[:, c*n + i, ...] = x[:, c, ...] > (i+1)/(n+1), i = 0..n-1, as uint8 0/1.
+
+    ``x``: floats in [0, 1] of shape (batch, C, ...) or (batch, F); the n bits of channel c are
+    contiguous, so (batch, C, H, W) -> (batch, C*n, H, W) and (batch, F) -> (batch, F*n).
+    Common choices: n = 1, 3, 7, 15, 31 (then (n+1) is a power of two and the levels are exact).
+    """
+    n = check_int("thresholds", thresholds, 1, 255)
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        raise TypeError(f"x: expected floats scaled to [0, 1], got dtype {x.dtype}")
+    if x.ndim < 2:
+        raise ValueError(f"x: expected shape (batch, channels, ...), got {x.shape}")
+    if x.size and not (np.isfinite(x).all() and x.min() >= 0.0 and x.max() <= 1.0):
+        raise ValueError("x: values must be finite and lie in [0, 1]")
+    levels = (np.arange(1, n + 1, dtype=np.float64) / (n + 1)).reshape((n,) + (1,) * (x.ndim - 2))
+    bits = x[:, :, None] > levels
+    return bits.reshape((x.shape[0], x.shape[1] * n) + x.shape[2:]).astype(np.uint8)
+
+
+# datasets ------------------------------------------------------------------------------------
+
+@dataclass
+class Dataset:
+    """Raw uint8 samples (N, *shape), int labels (N,), class names; ``max_value`` maps to 1.0."""
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list
+    max_value: int = 255
+
+    @property
+    def shape(self):
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    def encoded_dim(self, thresholds):
+        """Width of the encoded input: prod(shape) * thresholds."""
+        return int(np.prod(self.shape)) * thresholds
+
+    def encode(self, x, thresholds):
+        """Raw samples (N, *shape) -> thermometer bits (N, prod(shape) * thresholds) uint8."""
+        bits = thermometer(np.asarray(x, dtype=np.float64) / self.max_value, thresholds)
+        return bits.reshape(bits.shape[0], -1)
+
+
+def load_digits(seed=0, test_fraction=0.2):
+    """scikit-learn's bundled 8x8 digits (1797 samples, values 0..16) as (1, 8, 8) images, split
+    by a fixed seeded permutation: the first 80 % train, the rest test."""
+    from sklearn.datasets import load_digits as sk_digits
+    d = sk_digits()
+    x = d.images.astype(np.uint8)[:, None]
+    y = d.target.astype(np.int64)
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_train = int(round(len(x) * (1.0 - test_fraction)))
+    tr, te = order[:n_train], order[n_train:]
+    return Dataset("digits", x[tr], y[tr], x[te], y[te], [str(c) for c in range(10)], 16)
+
+
+def default_data_dir():
+    """$PYLGN_DATA, else ./data."""
+    return os.environ.get("PYLGN_DATA") or "data"
+
+
+def load_dataset(name, data_dir=None):
+    """``digits`` (bundled), ``mnist``/``cifar10``/``cifar100`` (prepared HDF5 files in
+    ``data_dir``, default $PYLGN_DATA or ./data) or a path to a dataset .h5 file."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"dataset: expected a name or a .h5 path, got {name!r}")
+    if name == "digits":
+        return load_digits()
+    if name in PREPARED:
+        path = os.path.join(data_dir or default_data_dir(), f"{name}.h5")
+        if not os.path.exists(path):
+            raise ValueError(f"dataset: {name} is not prepared ({path} not found); prepare it with: "
+                             f"python data_scripts/prepare_{PREPARED[name]}.py"
+                             f"{' --which ' + name if PREPARED[name] == 'cifar' else ''} "
+                             f"--out {os.path.dirname(path) or '.'}")
+        return read_dataset(path)
+    if name.endswith((".h5", ".hdf5")) or os.path.exists(name):
+        if not os.path.exists(name):
+            raise ValueError(f"dataset: file {name} not found")
+        return read_dataset(name)
+    raise ValueError(f"dataset: expected digits, mnist, cifar10, cifar100 or a .h5 file, got {name!r}")
+
+
+def write_dataset(path, name, x_train, y_train, x_test, y_test, class_names, max_value=255):
+    """Write the HDF5 dataset format (uint8 arrays, gzip) atomically."""
+    import h5py
+    from .checkpoint import atomic_path
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs.update(format=DATASET_FORMAT, version=DATASET_VERSION, name=name,
+                       shape=list(np.asarray(x_train).shape[1:]), max_value=int(max_value),
+                       class_names=json.dumps([str(c) for c in class_names]))
+        for key, arr in (("x_train", x_train), ("y_train", y_train), ("x_test", x_test),
+                         ("y_test", y_test)):
+            f.create_dataset(key, data=np.asarray(arr, dtype=np.uint8), compression="gzip")
+
+
+def read_dataset(path):
+    """Read a file written by ``write_dataset``; ValueError naming the file when it is not one."""
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != DATASET_FORMAT:
+                raise ValueError(f"{path}: not a pylgn dataset file (attribute format != "
+                                 f"{DATASET_FORMAT!r})")
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f]
+            if missing:
+                raise ValueError(f"{path}: missing dataset(s) {missing}")
+            arrays = {k: f[k][...] for k in ("x_train", "y_train", "x_test", "y_test")}
+            names = json.loads(f.attrs["class_names"])
+            ds = Dataset(str(f.attrs["name"]), arrays["x_train"], arrays["y_train"].astype(np.int64),
+                         arrays["x_test"], arrays["y_test"].astype(np.int64), names,
+                         int(f.attrs["max_value"]))
+    except (OSError, KeyError) as e:
+        raise ValueError(f"{path}: not a readable pylgn dataset file ({e})") from None
+    _check_dataset(path, ds)
+    return ds
+
+
+def _check_dataset(path, ds):
+    for split in ("train", "test"):
+        x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
+        if len(x) != len(y) or x.shape[1:] != ds.shape:
+            raise ValueError(f"{path}: x_{split} {x.shape} and y_{split} {y.shape} do not match")
+        if len(y) and (y.min() < 0 or y.max() >= ds.num_classes):
+            raise ValueError(f"{path}: y_{split} has labels outside [0, {ds.num_classes})")
+
+
+# downloads (used by data_scripts/) -------------------------------------------------------------
+
+def md5sum(path):
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch(filename, urls, md5, dest_dir, source_dir=None, verify=True):
+    """Path of ``filename`` in ``dest_dir``: copied from ``source_dir`` when given (no network),
+    else downloaded from the first working URL of ``urls``; its MD5 must equal ``md5`` unless
+    ``verify`` is False."""
+    os.makedirs(dest_dir, exist_ok=True)
+    dest = os.path.join(dest_dir, filename)
+    if source_dir is not None:
+        src = os.path.join(source_dir, filename)
+        if not os.path.exists(src):
+            raise ValueError(f"source: {src} not found")
+        if os.path.abspath(src) != os.path.abspath(dest):
+            shutil.copyfile(src, dest)
+    elif not (os.path.exists(dest) and (not verify or md5sum(dest) == md5)):
+        _download(urls, dest)
+    if verify and md5sum(dest) != md5:
+        raise ValueError(f"{dest}: MD5 {md5sum(dest)} does not match the official {md5}")
+    return dest
+
+
+def _download(urls, dest):
+    errors = []
+    for url in urls:
+        try:
+            req = urllib.request.Request(url, headers={"User-Agent": "pylgn"})
+            with urllib.request.urlopen(req, timeout=60) as r, open(dest + ".part", "wb") as f:
+                shutil.copyfileobj(r, f)
+            os.replace(dest + ".part", dest)
+            return
+        except OSError as e:
+            errors.append(f"{url}: {e}")
+    raise ValueError("download failed: " + "; ".join(errors))
+
+
+# augmentation ----------------------------------------------------------------------------------
+
+def augment(x, rng, crop=True, flip=True, scale=(0.5, 1.0), ratio=(0.8, 1.2)):
+    """Random resized crop (area fraction ~ U(scale), aspect ratio log-uniform in ``ratio``,
+    bilinear resize back to H x W) and horizontal flip with probability 1/2, per image.
+
+    ``x``: (batch, C, H, W) images (any real dtype, returned in the same dtype); ``rng``: a
+    numpy Generator (seeded by the caller, so runs are reproducible)."""
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"x: augmentation expects images (batch, C, H, W), got shape {x.shape}")
+    out = _random_resized_crop(x, rng, scale, ratio) if crop else x.copy()
+    if flip:
+        mirror = rng.random(len(x)) < 0.5
+        out[mirror] = out[mirror, :, :, ::-1]
+    return out
+
+
+def _random_resized_crop(x, rng, scale, ratio):
+    b, _, h, w = x.shape
+    area = rng.uniform(*scale, size=b) * h * w
+    aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1]), size=b))
+    cw = np.clip(np.sqrt(area * aspect), 1, w)
+    ch = np.clip(np.sqrt(area / aspect), 1, h)
+    top = rng.uniform(0, 1, size=b) * (h - ch)
+    left = rng.uniform(0, 1, size=b) * (w - cw)
+    # source coordinate of each output pixel centre: top + (i + 0.5) * ch / h - 0.5
+    sy = top[:, None] + (np.arange(h) + 0.5)[None] * (ch / h)[:, None] - 0.5
+    sx = left[:, None] + (np.arange(w) + 0.5)[None] * (cw / w)[:, None] - 0.5
+    sy, sx = np.clip(sy, 0, h - 1), np.clip(sx, 0, w - 1)
+    y0, x0 = np.floor(sy).astype(np.int64), np.floor(sx).astype(np.int64)
+    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+    fy, fx = (sy - y0)[:, None, :, None], (sx - x0)[:, None, None, :]
+    bi = np.arange(b)[:, None, None, None]
+    ci = np.arange(x.shape[1])[None, :, None, None]
+
+    def at(yy, xx):
+        return x[bi, ci, yy[:, None, :, None], xx[:, None, None, :]].astype(np.float64)
+
+    val = (at(y0, x0) * (1 - fy) * (1 - fx) + at(y0, x1) * (1 - fy) * fx
+           + at(y1, x0) * fy * (1 - fx) + at(y1, x1) * fy * fx)
+    if x.dtype.kind in "iu":
+        val = np.rint(val)
+    return val.astype(x.dtype)

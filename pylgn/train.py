@@ -1,0 +1,260 @@
+"""Trainer: seeded mini-batch loop with gradient accumulation, relaxed + discretized evaluation,
+progress bar, history and exact-resume checkpoints."""
+import importlib
+import json
+import sys
+import time
+
+import numpy as np
+
+from ._checks import check_batch, check_int, check_labels
+from .checkpoint import atomic_path, to_json
+from .loss import softmax_cross_entropy
+
+HISTORY_KEYS = ("step", "train_loss", "train_accuracy", "test_accuracy_relaxed",
+                "test_accuracy_discrete", "discretization_gap", "seconds")
+
+
+def accuracy(model, x, y, batch_size=1000):
+    """Fraction of samples whose argmax logit equals the label, in the model's current mode."""
+    host = model.backend.to_host
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        pred = host(model.forward(x[i:i + batch_size])).argmax(axis=1)
+        correct += int((pred == np.asarray(y[i:i + batch_size])).sum())
+    return correct / len(x)
+
+
+def evaluate(model, x, y, batch_size=1000):
+    """dict(relaxed=accuracy in train(), discrete=accuracy in eval(), gap=relaxed - discrete);
+    the model's mode is restored afterwards."""
+    was_training = model.training
+    try:
+        relaxed = accuracy(model.train(), x, y, batch_size)
+        discrete = accuracy(model.eval(), x, y, batch_size)
+    finally:
+        model.train() if was_training else model.eval()
+    return dict(relaxed=relaxed, discrete=discrete, gap=relaxed - discrete)
+
+
+class Trainer:
+    """Trains ``model`` with ``optimizer`` on mini-batches drawn epoch by epoch from seeded
+    permutations. One step = ``accumulate`` micro-batches of ``batch_size`` (each micro-batch's
+    loss gradient scaled by 1/accumulate), then one optimizer step.
+
+    Everything a bit-identical resume needs (RNG state, current permutation and position, step,
+    history) is in ``state()``; pass it to ``pylgn.save(..., trainer_state=...)`` and back through
+    ``load_state``."""
+
+    def __init__(self, model, optimizer, batch_size=100, accumulate=1, seed=0,
+                 eval_batch_size=1000):
+        if optimizer.model is not model:
+            raise ValueError("optimizer: belongs to a different model")
+        self.model, self.optimizer = model, optimizer
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        self.accumulate = check_int("accumulate", accumulate, 1)
+        self.seed = check_int("seed", seed, 0)
+        self.eval_batch_size = check_int("eval_batch_size", eval_batch_size, 1)
+        self.rng = np.random.default_rng(self.seed)
+        self.step, self.epoch, self.position, self.seconds = 0, 0, 0, 0.0
+        self.permutation = None
+        self.best = None
+        self.history = {k: [] for k in HISTORY_KEYS}
+
+    # state --------------------------------------------------------------------------------------
+
+    def state(self):
+        """JSON-able counters plus the permutation array: what checkpoints store."""
+        state = dict(batch_size=self.batch_size, accumulate=self.accumulate, seed=self.seed,
+                     step=self.step, epoch=self.epoch, position=self.position,
+                     seconds=self.seconds, best=self.best, rng=self.rng.bit_generator.state,
+                     history=self.history)
+        if self.permutation is not None:
+            state["permutation"] = self.permutation
+        return state
+
+    def load_state(self, state):
+        """Restore from ``state()`` (e.g. ``pylgn.load(path).trainer_state``)."""
+        try:
+            self.rng.bit_generator.state = state["rng"]
+            self.step, self.epoch = int(state["step"]), int(state["epoch"])
+            self.position, self.seconds = int(state["position"]), float(state["seconds"])
+            self.best, self.history = state.get("best"), state["history"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"trainer_state: incomplete or invalid ({e!r})") from None
+        perm = state.get("permutation")
+        self.permutation = None if perm is None else np.asarray(perm, dtype=np.int64)
+        return self
+
+    # data ---------------------------------------------------------------------------------------
+
+    def _next_indices(self, n):
+        """Next ``batch_size`` indices of the current epoch permutation (a fresh one when the
+        rest of the epoch is shorter than a batch)."""
+        if self.permutation is not None and len(self.permutation) != n:
+            raise ValueError(f"x: {n} samples, but the resumed trainer state was for "
+                             f"{len(self.permutation)}")
+        if self.permutation is None or self.position + self.batch_size > n:
+            self.permutation = self.rng.permutation(n)
+            self.position = 0
+            self.epoch += 1
+        idx = self.permutation[self.position:self.position + self.batch_size]
+        self.position += self.batch_size
+        return idx
+
+    def _check_data(self, x, y, transform, eval_data):
+        n = len(x) if hasattr(x, "__len__") else 0
+        if transform is None:
+            x = check_batch("x", x, self.model.in_dim)
+        else:
+            check_batch("transform(x)", transform(x[:2], np.random.default_rng(0)),
+                        self.model.in_dim)
+        y = check_labels("y", np.asarray(y), n, self.model.out_dim)
+        if self.batch_size > n:
+            raise ValueError(f"batch_size: {self.batch_size} exceeds the {n} training samples")
+        if eval_data is not None:
+            if not isinstance(eval_data, (tuple, list)) or len(eval_data) != 2:
+                raise TypeError("eval_data: expected a tuple (x, y)")
+            ex = check_batch("eval_data[0]", eval_data[0], self.model.in_dim)
+            ey = check_labels("eval_data[1]", np.asarray(eval_data[1]), len(ex),
+                              self.model.out_dim)
+            eval_data = (ex, ey)
+        return x, y, eval_data
+
+    # one step -----------------------------------------------------------------------------------
+
+    def train_step(self, x, y, transform=None):
+        """One optimizer step over ``accumulate`` micro-batches; returns (mean loss, correct,
+        samples, last micro-batch (x, y))."""
+        model, host = self.model, self.model.backend.to_host
+        self.optimizer.zero_grad()
+        loss_sum, correct = 0.0, 0
+        for _ in range(self.accumulate):
+            idx = self._next_indices(len(x))
+            xb, yb = x[idx], y[idx]
+            if transform is not None:
+                xb = transform(xb, self.rng)
+            logits = model.forward(xb)
+            loss, dlogits = softmax_cross_entropy(logits, yb)
+            model.backward(dlogits / self.accumulate if self.accumulate > 1 else dlogits)
+            loss_sum += loss
+            correct += int((host(logits).argmax(axis=1) == yb).sum())
+        self.optimizer.step()
+        self.step += 1
+        return loss_sum / self.accumulate, correct, self.accumulate * self.batch_size, (xb, yb)
+
+    def evaluate(self, x, y):
+        return evaluate(self.model, x, y, self.eval_batch_size)
+
+    # the loop -----------------------------------------------------------------------------------
+
+    def fit(self, x, y, steps, eval_data=None, eval_every=1000, checkpoint_path=None,
+            checkpoint_every=1000, best_path=None, history_path=None, progress=True,
+            diagnostics_every=0, transform=None, meta=None):
+        """Run ``steps`` more optimizer steps and return the history (dict of lists).
+
+        Every ``eval_every`` steps (counted globally, and at the last step) the history gets the
+        mean training loss/accuracy since the previous entry and, with ``eval_data`` = (x, y),
+        the relaxed and discretized test accuracy and their gap; ``history_path`` (JSON) is
+        rewritten then. ``checkpoint_path`` is saved every ``checkpoint_every`` steps and at the
+        end; ``best_path`` whenever the discretized test accuracy improves. ``transform(xb, rng)``
+        maps a raw batch to model inputs (encoding, augmentation) using the trainer's RNG.
+        ``diagnostics_every`` > 0 stores ``pylgn.diagnostics.collect(model, xb, yb)`` of the
+        current batch in history["diagnostics"] every that many steps."""
+        steps = check_int("steps", steps, 1)
+        eval_every = check_int("eval_every", eval_every, 1)
+        checkpoint_every = check_int("checkpoint_every", checkpoint_every, 1)
+        diagnostics_every = check_int("diagnostics_every", diagnostics_every, 0)
+        collect = _diagnostics_collect() if diagnostics_every else None
+        x, y, eval_data = self._check_data(x, y, transform, eval_data)
+        y = np.asarray(y, dtype=np.int64)
+        self.model.train()
+        self._meta = dict(meta or {})
+        self._paths = dict(checkpoint=checkpoint_path, best=best_path, history=history_path)
+        end, window = self.step + steps, [0.0, 0, 0, 0]       # loss sum, correct, samples, steps
+        bar = _progress_bar(steps, progress)
+        t0, base = time.perf_counter(), self.seconds
+        try:
+            while self.step < end:
+                loss, correct, count, batch = self.train_step(x, y, transform)
+                window = [window[0] + loss, window[1] + correct, window[2] + count, window[3] + 1]
+                bar.set_postfix(loss=f"{window[0] / window[3]:.3f}",
+                                acc=f"{window[1] / window[2]:.3f}", refresh=False)
+                bar.update(1)
+                self.seconds = base + time.perf_counter() - t0
+                if collect is not None and self.step % diagnostics_every == 0:
+                    self._diagnostics(collect, *batch)
+                if self.step % eval_every == 0 or self.step == end:
+                    self._log(window, eval_data, bar)
+                    window = [0.0, 0, 0, 0]
+                if checkpoint_path and (self.step % checkpoint_every == 0 or self.step == end):
+                    self.save(checkpoint_path)
+        finally:
+            bar.close()
+        return self.history
+
+    def _log(self, window, eval_data, bar):
+        h = self.history
+        scores = self.evaluate(*eval_data) if eval_data is not None else None
+        h["step"].append(self.step)
+        h["train_loss"].append(window[0] / window[3])
+        h["train_accuracy"].append(window[1] / window[2])
+        h["test_accuracy_relaxed"].append(scores and scores["relaxed"])
+        h["test_accuracy_discrete"].append(scores and scores["discrete"])
+        h["discretization_gap"].append(scores and scores["gap"])
+        h["seconds"].append(self.seconds)
+        line = f"step {self.step}: loss {h['train_loss'][-1]:.4f}, train acc {h['train_accuracy'][-1]:.4f}"
+        if scores is not None:
+            line += (f", test acc relaxed {scores['relaxed']:.4f} discrete {scores['discrete']:.4f}"
+                     f" (gap {scores['gap']:+.4f})")
+            if self.best is None or scores["discrete"] > self.best:
+                self.best = scores["discrete"]
+                if self._paths["best"]:
+                    self.save(self._paths["best"])
+        if not bar.disable:
+            bar.write(line, file=sys.stderr)
+        if self._paths["history"]:
+            self.write_history(self._paths["history"])
+
+    def _diagnostics(self, collect, xb, yb):
+        try:
+            result = collect(self.model, xb, yb)
+        finally:
+            self.model.train()
+        self.history.setdefault("diagnostics", []).append(dict(step=self.step, **result))
+
+    def save(self, path):
+        """Checkpoint the model, optimizer and trainer state (atomic)."""
+        from .checkpoint import save
+        save(path, self.model, self.optimizer, step=self.step, trainer_state=self.state(),
+             **getattr(self, "_meta", {}))
+
+    def write_history(self, path):
+        """The history as JSON, written atomically."""
+        text = to_json(self.history)
+        with atomic_path(path) as tmp, open(tmp, "w") as f:
+            f.write(text)
+
+
+def _progress_bar(total, enabled):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, disable=not enabled, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+
+def _diagnostics_collect():
+    try:
+        module = importlib.import_module("pylgn.diagnostics")
+    except ModuleNotFoundError as e:
+        if e.name != "pylgn.diagnostics":
+            raise
+        raise ValueError("diagnostics_every: needs the module pylgn.diagnostics, which is not "
+                         "available in this installation") from None
+    collect = getattr(module, "collect", None)
+    if not callable(collect):
+        raise ValueError("diagnostics_every: pylgn.diagnostics has no function collect(model, x, y)")
+    return collect
+
+
+def read_history(path):
+    with open(path) as f:
+        return json.loads(f.read())

@@ -17,8 +17,9 @@ class Sequential:
 
     def __init__(self, layers, seed=0, device="cpu", dtype=np.float32):
         layers = list(layers)
-        if not layers or not all(isinstance(l, (LogicLayer, GroupSum)) for l in layers):
-            raise TypeError("layers: expected a non-empty list of LogicLayer/GroupSum")
+        if not layers or not all(hasattr(l, "forward") and hasattr(l, "backward") for l in layers):
+            raise TypeError("layers: expected a non-empty list of layers (LogicLayer, LogicConv2d, "
+                            "OrPool2d, GroupSum)")
         self.seed = check_int("seed", seed, 0)
         self.dtype = np.dtype(dtype)
         if self.dtype.type not in DTYPES:
@@ -37,8 +38,9 @@ class Sequential:
         off = 0
         for layer in self.layers:
             layer.backend = self.backend
-            if isinstance(layer, LogicLayer):
-                shape = (layer.out_dim, layer.n_params_per_gate)
+            if layer.n_params:          # LogicLayer: (gates, params per gate); others: flat
+                shape = ((layer.out_dim, layer.n_params_per_gate) if isinstance(layer, LogicLayer)
+                         else (layer.n_params,))
                 w = self.params[off:off + layer.n_params].reshape(shape)
                 g = self.grads[off:off + layer.n_params].reshape(shape)
                 layer.build(rng, self.backend, w, g)
@@ -63,7 +65,8 @@ class Sequential:
 
     @property
     def num_gates(self):
-        return sum(l.out_dim for l in self.logic_layers)
+        return sum(l.out_dim if isinstance(l, LogicLayer) else getattr(l, "num_gates", 0)
+                   for l in self.layers)
 
     def config(self):
         return dict(layers=[l.config() for l in self.layers], seed=self.seed,
@@ -71,7 +74,7 @@ class Sequential:
 
     def parameters(self):
         """Per-layer parameter arrays (views into ``params``)."""
-        return [l.weights for l in self.logic_layers]
+        return [l.weights for l in self.layers if l.n_params]
 
     def train(self):
         self.training = True
@@ -129,4 +132,8 @@ def _check_chain(layers):
             if width is not None and layer.in_dim != width:
                 raise ValueError(f"layers[{i}]: in_dim {layer.in_dim} does not match the previous "
                                  f"width {width}")
+            shape, prev = getattr(layer, "in_shape", None), getattr(layers[i - 1], "out_shape", None)
+            if i and shape is not None and prev is not None and tuple(shape) != tuple(prev):
+                raise ValueError(f"layers[{i}]: input shape (channels, height, width) {tuple(shape)}"
+                                 f" does not match the previous output shape {tuple(prev)}")
             width = layer.out_dim

@@ -121,6 +121,9 @@ def write_dataset(path, name, x_train, y_train, x_test, y_test, class_names, max
     """Write the HDF5 dataset format (uint8 arrays, gzip) atomically."""
     import h5py
     from .checkpoint import atomic_path
+    for key, y in (("y_train", y_train), ("y_test", y_test)):
+        if len(y) and not 0 <= np.min(y) <= np.max(y) <= 255:
+            raise ValueError(f"{key}: labels must lie in [0, 255] to be stored as uint8")
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update(format=DATASET_FORMAT, version=DATASET_VERSION, name=name,
                        shape=list(np.asarray(x_train).shape[1:]), max_value=int(max_value),
@@ -172,19 +175,18 @@ def md5sum(path):
 
 
 def fetch(filename, urls, md5, dest_dir, source_dir=None, verify=True):
-    """Path of ``filename`` in ``dest_dir``: copied from ``source_dir`` when given (no network),
-    else downloaded from the first working URL of ``urls``; its MD5 must equal ``md5`` unless
+    """Path of ``filename``: the file in ``source_dir`` when given (no network), else the copy in
+    ``dest_dir``, downloaded from the first working URL of ``urls``; its MD5 must equal ``md5`` unless
     ``verify`` is False."""
-    os.makedirs(dest_dir, exist_ok=True)
-    dest = os.path.join(dest_dir, filename)
     if source_dir is not None:
-        src = os.path.join(source_dir, filename)
-        if not os.path.exists(src):
-            raise ValueError(f"source: {src} not found")
-        if os.path.abspath(src) != os.path.abspath(dest):
-            shutil.copyfile(src, dest)
-    elif not (os.path.exists(dest) and (not verify or md5sum(dest) == md5)):
-        _download(urls, dest)
+        dest = os.path.join(source_dir, filename)
+        if not os.path.exists(dest):
+            raise ValueError(f"source: {dest} not found")
+    else:
+        os.makedirs(dest_dir, exist_ok=True)
+        dest = os.path.join(dest_dir, filename)
+        if not (os.path.exists(dest) and (not verify or md5sum(dest) == md5)):
+            _download(urls, dest)
     if verify and md5sum(dest) != md5:
         raise ValueError(f"{dest}: MD5 {md5sum(dest)} does not match the official {md5}")
     return dest

@@ -91,16 +91,20 @@ class LogicLayer:
         """Relaxed truth table omega (out_dim, 2**arity)."""
         xp, w = self.backend.xp, self.weights
         if self.param == "op":
-            return _softmax(xp, w) @ self._op_tables
+            self._softmax = xp.empty_like(w)
+            omega = xp.empty((self.out_dim, 4), dtype=w.dtype)
+            self.backend.kernels.op_table(w, self._op_tables, self._softmax, omega)
+            return omega
         return rho(self.estimator, w, xp)
 
     def table_backward(self, dtable):
-        """dL/dW from dL/domega. IWP: dtable * rho'(W). OP: p * (dp - <p, dp>), dp = dtable @ T^T."""
+        """dL/dW from dL/domega at the weights of the last table() call.
+        IWP: dtable * rho'(W). OP: p * (dp - <p, dp>), dp = dtable @ T^T, p = softmax(W)."""
         xp, w = self.backend.xp, self.weights
         if self.param == "op":
-            p = _softmax(xp, w)
-            dp = dtable @ self._op_tables.T
-            return p * (dp - (p * dp).sum(axis=1, keepdims=True))
+            dw = xp.empty_like(w)
+            self.backend.kernels.op_table_backward(self._softmax, self._op_tables, dtable, dw)
+            return dw
         return dtable * rho_grad(self.estimator, w, rho(self.estimator, w, xp), xp)
 
     def discrete_table(self):
@@ -146,11 +150,6 @@ class LogicLayer:
                 f"param={self.param!r}, init={self.init!r})")
 
 
-def _softmax(xp, w):
-    e = xp.exp(w - w.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 class GroupSum:
     """logits[c, s] = sum of the c-th contiguous group of out_dim/k inputs, divided by tau."""
 
@@ -165,13 +164,13 @@ class GroupSum:
         return dict(type="GroupSum", k=self.k, tau=self.tau)
 
     def forward(self, x, train=True):
-        xp = self.backend.xp
-        return x.reshape(self.k, -1, x.shape[1]).sum(axis=1) / xp.asarray(self.tau, x.dtype)
+        # tau as a scalar of the data dtype: on the GPU a kernel argument, no host-to-device copy
+        return x.reshape(self.k, -1, x.shape[1]).sum(axis=1) / x.dtype.type(self.tau)
 
     def backward(self, dlogits, need_dx=True):
         xp = self.backend.xp
         m = self.in_dim // self.k
-        scaled = dlogits / xp.asarray(self.tau, dlogits.dtype)
+        scaled = dlogits / dlogits.dtype.type(self.tau)
         return xp.ascontiguousarray(
             xp.broadcast_to(scaled[:, None, :], (self.k, m, dlogits.shape[1]))
         ).reshape(self.in_dim, dlogits.shape[1])

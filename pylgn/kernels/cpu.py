@@ -7,67 +7,74 @@ gate is the multilinear extension of its table:
 
     y[g, s] = sum_r table[g, r] * prod_k (x_k if b_k(r) else 1 - x_k),   x_k = x[conn[k, g], s]
 
-Kernels work on blocks of BLOCK samples so every inner loop runs over contiguous samples and
-vectorizes; scratch is allocated once per chunk of gates (or inputs), never per sample.
+Every inner loop runs over the contiguous samples of whole rows (so it vectorizes); scratch rows
+are allocated once per parallel chunk of gates (or inputs), never per gate or sample.
 """
 import numpy as np
 from numba import njit, prange
 
-BLOCK = 256
+CHUNKS = 256
 _FM = {"nsz", "arcp", "contract", "reassoc"}
 
 
-CHUNKS = 256
-
-
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _chunks(total):
     """Number of parallel chunks (each allocates its scratch once): CHUNKS, or fewer rows."""
     return max(1, min(total, CHUNKS))
 
 
-@njit(cache=True, fastmath=_FM)
-def _multilinear(vals, m, x, rows, s0, length, t):
-    """t[0, :length] = multilinear extension of vals (2**m entries) at x[rows[j], s0:s0+length].
+@njit(cache=True, fastmath=_FM, inline="always")
+def _multilinear(vals, m, x, rows, t, out):
+    """out[s] = multilinear extension of vals (2**m entries) at x[rows[j], s], for every sample s.
 
-    Folds the last input first: t[i] = v[2i] + x_last * (v[2i+1] - v[2i]), then repeats with the
-    next input up on the halved table, 2**m - 1 lerps per sample in all.
+    The last two inputs p, q are folded in one pass, per group of four entries w0..w3:
+        f = w0 + q (w1 - w0) + p (w2 - w0 + q (w3 - w2 - w1 + w0))
+    then each input further up halves the table by a lerp, t[i] = t[2i] + x (t[2i+1] - t[2i]).
+    ``t`` is scratch of at least max(1, 2**(m-2)) batch rows; the last level writes ``out``.
     """
+    B = out.shape[0]
     if m == 0:
-        for s in range(length):
-            t[0, s] = vals[0]
+        out[:] = vals[0]
         return
-    r = x[rows[m - 1]]
-    for i in range(1 << (m - 1)):
-        w0 = vals[2 * i]
-        d = vals[2 * i + 1] - w0
-        for s in range(length):
-            t[i, s] = w0 + r[s0 + s] * d
-    for j in range(m - 2, -1, -1):
+    if m == 1:
+        r = x[rows[0]]
+        w0 = vals[0]
+        d = vals[1] - w0
+        for s in range(B):
+            out[s] = w0 + r[s] * d
+        return
+    p = x[rows[m - 2]]
+    q = x[rows[m - 1]]
+    for i in range(1 << (m - 2)):
+        dst = out if m == 2 else t[i]
+        w0 = vals[4 * i]
+        c1 = vals[4 * i + 1] - w0
+        c2 = vals[4 * i + 2] - w0
+        c3 = vals[4 * i + 3] - vals[4 * i + 2] - c1
+        for s in range(B):
+            dst[s] = w0 + q[s] * c1 + p[s] * (c2 + q[s] * c3)
+    for j in range(m - 3, -1, -1):
         r = x[rows[j]]
         for i in range(1 << j):
-            for s in range(length):
-                a = t[2 * i, s]
-                t[i, s] = a + r[s0 + s] * (t[2 * i + 1, s] - a)
+            dst = out if j == 0 else t[i]
+            lo = t[2 * i]
+            hi = t[2 * i + 1]
+            for s in range(B):
+                dst[s] = lo[s] + r[s] * (hi[s] - lo[s])
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
 def gate_forward(x, conn, table, y):
     """Relaxed forward: y[g, s] = sum_r table[g, r] prod_k (x_k if b_k(r) else 1 - x_k)."""
     n, G = conn.shape
-    B = x.shape[1]
     nc = _chunks(G)
     for c in prange(nc):
-        t = np.empty((max(1, table.shape[1] >> 1), BLOCK), dtype=y.dtype)
+        t = np.empty((max(1, table.shape[1] >> 2), x.shape[1]), dtype=y.dtype)
         rows = np.empty(n, dtype=np.int64)
         for g in range(c * G // nc, (c + 1) * G // nc):
             for k in range(n):
                 rows[k] = conn[k, g]
-            for s0 in range(0, B, BLOCK):
-                length = min(BLOCK, B - s0)
-                _multilinear(table[g], n, x, rows, s0, length, t)
-                for s in range(length):
-                    y[g, s0 + s] = t[0, s]
+            _multilinear(table[g], n, x, rows, t, y[g])
 
 
 @njit(parallel=True, cache=True)
@@ -77,57 +84,91 @@ def gate_forward_discrete(x, conn, table, y):
     B = x.shape[1]
     nc = _chunks(G)
     for c in prange(nc):
-        idx = np.empty(BLOCK, dtype=np.int64)
+        idx = np.empty(B, dtype=np.int64)
         for g in range(c * G // nc, (c + 1) * G // nc):
-            for s0 in range(0, B, BLOCK):
-                length = min(BLOCK, B - s0)
-                idx[:length] = 0
-                for k in range(n):
-                    r = x[conn[k, g]]
-                    for s in range(length):
-                        idx[s] = 2 * idx[s] + (r[s0 + s] >= 0.5)
-                for s in range(length):
-                    y[g, s0 + s] = table[g, idx[s]]
+            idx[:] = 0
+            for k in range(n):
+                r = x[conn[k, g]]
+                for s in range(B):
+                    idx[s] = 2 * idx[s] + (r[s] >= 0.5)
+            tg = table[g]
+            yg = y[g]
+            for s in range(B):
+                yg[s] = tg[idx[s]]
+
+
+@njit(cache=True, fastmath=_FM, inline="always")
+def _expand(dy, x, rows, count, e):
+    """e[j, s] = dy[s] prod_{k < count} (x_k if b_k(j) else 1 - x_k), j over 2**count rows.
+
+    Built by expansion, e <- [e (1 - x_k), e x_k] per input (the first input ends as the high bit).
+    """
+    e[0, :] = dy
+    for k in range(count):
+        r = x[rows[k]]
+        for j in range((1 << k) - 1, -1, -1):
+            src = e[j]
+            lo = e[2 * j]
+            hi = e[2 * j + 1]
+            for s in range(dy.shape[0]):
+                v = src[s]
+                hi[s] = v * r[s]
+                lo[s] = v - v * r[s]
+
+
+@njit(cache=True, fastmath=_FM, inline="always")
+def _sums_last_inputs(v, x, rows, n, acc):
+    """acc[r] += sum_s v[s] * (product terms of the last min(n, 2) inputs for their bits r)."""
+    if n == 1:
+        p = x[rows[0]]
+        a0 = a1 = v[0] * 0
+        for s in range(v.shape[0]):
+            vp = v[s] * p[s]
+            a1 += vp
+            a0 += v[s] - vp
+        acc[0] += a0
+        acc[1] += a1
+        return
+    p = x[rows[n - 2]]
+    q = x[rows[n - 1]]
+    a0 = a1 = a2 = a3 = v[0] * 0
+    for s in range(v.shape[0]):
+        vp = v[s] * p[s]
+        vn = v[s] - vp
+        a3 += vp * q[s]
+        a2 += vp - vp * q[s]
+        a1 += vn * q[s]
+        a0 += vn - vn * q[s]
+    acc[0] += a0
+    acc[1] += a1
+    acc[2] += a2
+    acc[3] += a3
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
 def gate_backward_table(x, conn, dy, dtable):
     """Gradient w.r.t. the relaxed table: dtable[g, r] = sum_s dy[g, s] prod_k (x_k or 1 - x_k).
 
-    The product terms are built by expansion, e <- [e (1 - x_k), e x_k] per input, starting
-    from e = dy so the batch reduction is one sum per row.
+    The first n-2 inputs are expanded into scratch rows (``_expand``, starting from dy); the last
+    two are folded into the batch sums directly, four sums per scratch row.
     """
     n, G = conn.shape
-    B = x.shape[1]
     P = dtable.shape[1]
     nc = _chunks(G)
     for c in prange(nc):
-        e = np.empty((P, BLOCK), dtype=dy.dtype)
-        acc = np.empty(P, dtype=np.float64)
+        e = np.empty((max(1, P >> 2), x.shape[1]), dtype=dy.dtype)
+        rows = np.empty(n, dtype=np.int64)
         for g in range(c * G // nc, (c + 1) * G // nc):
-            acc[:] = 0.0
-            for s0 in range(0, B, BLOCK):
-                length = min(BLOCK, B - s0)
-                for s in range(length):
-                    e[0, s] = dy[g, s0 + s]
-                for k in range(n):
-                    r = x[conn[k, g]]
-                    for j in range((1 << k) - 1, -1, -1):
-                        for s in range(length):
-                            v = e[j, s]
-                            xv = r[s0 + s]
-                            e[2 * j + 1, s] = v * xv
-                            e[2 * j, s] = v - v * xv
-                for p in range(P):
-                    tot = 0.0
-                    for s in range(length):
-                        tot += e[p, s]
-                    acc[p] += tot
-            for p in range(P):
-                dtable[g, p] = acc[p]
+            for k in range(n):
+                rows[k] = conn[k, g]
+            dtable[g, :] = 0.0
+            _expand(dy[g], x, rows, max(0, n - 2), e)
+            step = min(n, 2)
+            for j in range(max(1, 1 << (n - 2))):
+                _sums_last_inputs(e[j], x, rows, n, dtable[g, (1 << step) * j:(1 << step) * (j + 1)])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _difference_table(table_g, n, k, d):
     """d[r'] = table[r with b_k = 1] - table[r with b_k = 0], r' = r without bit k (n-1 bits)."""
     bit = n - 1 - k
@@ -151,11 +192,13 @@ def gate_backward_inputs(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx):
     nc = _chunks(I)
     for c in prange(nc):
         half = max(1, 1 << (n - 1))
-        t = np.empty((max(1, half >> 1), BLOCK), dtype=dx.dtype)
+        t = np.empty((max(1, half >> 2), B), dtype=dx.dtype)
+        f = np.empty(B, dtype=dx.dtype)
         d = np.empty(half, dtype=table.dtype)
         rows = np.empty(max(1, n - 1), dtype=np.int64)
         for i in range(c * I // nc, (c + 1) * I // nc):
-            dx[i, :] = 0.0
+            acc = dx[i]
+            acc[:] = 0.0
             for p in range(rev_ptr[i], rev_ptr[i + 1]):
                 k = rev_idx[p] // G
                 g = rev_idx[p] - k * G
@@ -165,14 +208,13 @@ def gate_backward_inputs(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx):
                     if j != k:
                         rows[m] = conn[j, g]
                         m += 1
-                for s0 in range(0, B, BLOCK):
-                    length = min(BLOCK, B - s0)
-                    _multilinear(d, n - 1, x, rows, s0, length, t)
-                    for s in range(length):
-                        dx[i, s0 + s] += dy[g, s0 + s] * t[0, s]
+                _multilinear(d, n - 1, x, rows, t, f)
+                dyg = dy[g]
+                for s in range(B):
+                    acc[s] += dyg[s] * f[s]
             if grad_factor != 1.0:
                 for s in range(B):
-                    dx[i, s] *= grad_factor
+                    acc[s] *= grad_factor
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
@@ -191,3 +233,42 @@ def adam_step(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
         m[i] = mi
         v[i] = vi
         param[i] -= lr * ((mi / c1) / (np.sqrt(vi / c2) + eps) + weight_decay * param[i])
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def op_table(w, tables, p, omega):
+    """OP projection: p[g] = softmax(w[g]) over the 16 gate logits, omega[g, r] = sum_i p[g, i] tables[i, r]."""
+    G, K = w.shape
+    R = tables.shape[1]
+    for g in prange(G):
+        mx = w[g, 0]
+        for i in range(1, K):
+            mx = max(mx, w[g, i])
+        z = 0.0
+        for i in range(K):
+            p[g, i] = np.exp(w[g, i] - mx)
+            z += p[g, i]
+        for r in range(R):
+            omega[g, r] = 0.0
+        for i in range(K):
+            p[g, i] /= z
+            for r in range(R):
+                omega[g, r] += p[g, i] * tables[i, r]
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def op_table_backward(p, tables, domega, dw):
+    """Jacobian of the OP projection: dw[g, i] = p_i (dp_i - sum_j p_j dp_j),
+    dp_i = sum_r domega[g, r] tables[i, r], p = softmax(w[g]) as computed by op_table."""
+    G, K = p.shape
+    R = tables.shape[1]
+    for g in prange(G):
+        dot = 0.0
+        for i in range(K):
+            dp = 0.0
+            for r in range(R):
+                dp += domega[g, r] * tables[i, r]
+            dw[g, i] = dp
+            dot += p[g, i] * dp
+        for i in range(K):
+            dw[g, i] = p[g, i] * (dw[g, i] - dot)

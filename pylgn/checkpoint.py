@@ -4,7 +4,9 @@ Layout (format ``pylgn-checkpoint``, version 1; every dataset gzip-compressed)::
 
     /                 attrs: format, version, pylgn_version, step, device, model_config (JSON), meta (JSON)
     /layers/000, ...  one group per layer, attrs: config (JSON);
-                      LogicLayer: datasets weights (out_dim, params per gate), connections (arity, out_dim)
+                      layers with parameters: dataset weights (LogicLayer: (out_dim, params per
+                      gate)) and their wiring: connections (arity, out_dim) or, for LogicConv2d,
+                      leaves (out_channels, leaves, 3)
     /optimizer        attrs: type ("Adam"), config (JSON), t; datasets m, v (flat, the layout of
                       model.params: the layers' weights concatenated in order)
     /trainer          attrs: state (JSON: RNG state, data position, step, history, ...);
@@ -24,6 +26,7 @@ import numpy as np
 
 CHECKPOINT_FORMAT = "pylgn-checkpoint"
 CHECKPOINT_VERSION = 1
+WIRING = ("connections", "leaves")     # the wiring a layer's bind() takes: LogicLayer, LogicConv2d
 _COMPRESS = dict(compression="gzip", compression_opts=4, shuffle=True)
 
 
@@ -117,8 +120,9 @@ def _write_layers(group, model):
         g.attrs["config"] = to_json(layer.config())
         if getattr(layer, "weights", None) is not None:
             g.create_dataset("weights", data=host(layer.weights), **_COMPRESS)
-        if getattr(layer, "connections", None) is not None:
-            g.create_dataset("connections", data=host(layer.connections), **_COMPRESS)
+        for name in WIRING:
+            if getattr(layer, name, None) is not None:
+                g.create_dataset(name, data=host(getattr(layer, name)), **_COMPRESS)
 
 
 def _write_optimizer(group, opt):
@@ -215,11 +219,12 @@ def _restore_layer(layer, g, path, backend):
     if not np.isfinite(weights).all():
         raise ValueError(f"{path}: '{g.name}/weights' contains NaN or inf")
     layer.weights[...] = backend.asarray(weights, dtype=layer.weights.dtype)
-    if getattr(layer, "connections", None) is not None:
-        try:
-            layer.bind(backend, layer.weights, layer.grad, _dataset(g, "connections", path))
-        except ValueError as e:
-            raise ValueError(f"{path}: '{g.name}/connections' is invalid: {e}") from None
+    for name in WIRING:
+        if getattr(layer, name, None) is not None:
+            try:
+                layer.bind(backend, layer.weights, layer.grad, _dataset(g, name, path))
+            except ValueError as e:
+                raise ValueError(f"{path}: '{g.name}/{name}' is invalid: {e}") from None
 
 
 def _read_optimizer(g, path, model):

@@ -202,3 +202,18 @@ def test_save_and_load_arguments(make_model, tmp_path):
     pylgn.save(tmp_path / "x.h5", model)
     with pytest.raises(ValueError, match="device"):
         pylgn.load(tmp_path / "x.h5", device="tpu")
+
+
+def test_round_trip_conv_model(tmp_path):
+    """LogicConv2d stores its leaves; the rebuilt model computes the same function."""
+    conv = pytest.importorskip("pylgn.conv")
+    model = pylgn.Sequential([conv.LogicConv2d(2, 4, 6, tree_depth=2), pylgn.LogicLayer(144, 80),
+                              pylgn.GroupSum(4, 1.0)], seed=5)
+    model.params[:] = np.random.default_rng(0).normal(size=model.params.shape)
+    pylgn.save(tmp_path / "conv.h5", model)
+    ck = pylgn.load(tmp_path / "conv.h5")
+    np.testing.assert_array_equal(ck.model.layers[0].leaves, model.layers[0].leaves)
+    x = np.random.default_rng(1).random((9, 72))
+    for mode in ("train", "eval"):
+        getattr(model, mode)(), getattr(ck.model, mode)()
+        np.testing.assert_array_equal(ck.model.forward(x), model.forward(x))

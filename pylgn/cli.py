@@ -1,0 +1,331 @@
+"""The ``pylgn`` command: train, eval, info, export.
+
+User mistakes (unknown dataset, missing file, bad flag value, a ValueError/TypeError from the
+library) print one line ``pylgn: error: ...`` to stderr and return exit status 2.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+#: Defaults of the model/data/optimizer flags. On --resume they come from the checkpoint instead.
+DEFAULTS = dict(dataset="digits", thresholds=3, layers=4, width=2000, arity=2, param="iwp",
+                init="residual", estimator="sin", tau=10.0, lr=0.01, batch_size=100,
+                accumulate=1, seed=0, augment=False)
+
+LIMITS = dict(thresholds=(1, 255), layers=(1, 10 ** 4), width=(1, 10 ** 9), arity=(1, 6),
+              tau=(1e-6, 1e9), lr=(1e-12, 1e3), batch_size=(1, 10 ** 7), accumulate=(1, 10 ** 6),
+              seed=(0, 2 ** 32 - 1))
+
+
+class UsageError(Exception):
+    """A user mistake: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def main(argv=None):
+    """Entry point of the console script; returns the exit status."""
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            args = parser.parse_args(["train"] + list(argv or []))
+        return args.run(args) or 0
+    except (UsageError, ValueError, TypeError, OSError) as e:
+        msg = str(e) if not isinstance(e, FileNotFoundError) or not e.filename else \
+            f"{e.filename}: {e.strerror}"
+        print(f"pylgn: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pylgn: interrupted", file=sys.stderr)
+        return 130
+
+
+# parser ----------------------------------------------------------------------------------------
+
+def _build_parser():
+    from .estimators import ESTIMATORS
+    from .init import INITS
+    p = _Parser(prog="pylgn", description="Differentiable logic gate networks (IWP / OP).")
+    p.set_defaults(command=None)
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a network (default: a small one on digits)")
+    t.add_argument("--dataset", help="digits (bundled), mnist, cifar10, cifar100 or a dataset .h5 "
+                                     f"file (default {DEFAULTS['dataset']})")
+    t.add_argument("--data-dir", help="folder of prepared datasets (default $PYLGN_DATA or ./data)")
+    t.add_argument("--thresholds", type=int, help="thermometer thresholds per value (default 3)")
+    t.add_argument("--layers", type=int, help="logic layers (default 4)")
+    t.add_argument("--width", type=int, help="gates per layer (default 2000)")
+    t.add_argument("--arity", type=int, help="inputs per gate, 1..6 (default 2)")
+    t.add_argument("--param", choices=("iwp", "op"), help="parametrization (default iwp)")
+    t.add_argument("--init", choices=INITS, help="initialization (default residual)")
+    t.add_argument("--estimator", choices=ESTIMATORS, help="IWP estimator (default sin)")
+    t.add_argument("--tau", type=float, help="GroupSum temperature (default 10)")
+    t.add_argument("--lr", type=float, help="Adam learning rate (default 0.01)")
+    t.add_argument("--batch-size", type=int, help="samples per micro-batch (default 100)")
+    t.add_argument("--accumulate", type=int, help="micro-batches per step (default 1)")
+    t.add_argument("--seed", type=int, help="model and data-order seed (default 0)")
+    t.add_argument("--augment", action="store_true", default=None,
+                   help="random resized crop (+ horizontal flip for CIFAR) on training images")
+    t.add_argument("--steps", type=int, default=3000,
+                   help="optimizer steps; with --resume, the total to reach (default 3000)")
+    t.add_argument("--eval-every", type=int, default=1000,
+                   help="evaluate, log and checkpoint every N steps (default 1000)")
+    t.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    t.add_argument("--out", help="output folder (default runs/<dataset>, or the --resume folder)")
+    t.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint")
+    _common(t, threads=True)
+    t.set_defaults(run=cmd_train)
+
+    e = sub.add_parser("eval", help="test accuracy of a checkpoint (relaxed and discretized)")
+    e.add_argument("checkpoint")
+    e.add_argument("--dataset", help="default: the dataset the checkpoint was trained on")
+    e.add_argument("--data-dir")
+    e.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    _common(e, threads=True)
+    e.set_defaults(run=cmd_eval)
+
+    i = sub.add_parser("info", help="layers, gates, parameters and gate histograms of a checkpoint")
+    i.add_argument("checkpoint")
+    _common(i)
+    i.set_defaults(run=cmd_info)
+
+    x = sub.add_parser("export", help="export the discretized network as C, Verilog or a circuit file")
+    x.add_argument("checkpoint")
+    x.add_argument("--format", choices=("c", "verilog", "circuit"), required=True)
+    x.add_argument("-o", "--output", required=True, help="file to write")
+    x.add_argument("--no-simplify", action="store_true", help="export the circuit as trained")
+    x.set_defaults(run=cmd_export, json=False)
+    return p
+
+
+def _common(p, threads=False):
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    if threads:
+        p.add_argument("--threads", type=int, help="numba threads (default: all cores)")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _set_threads(n):
+    if n is None:
+        return
+    import numba
+    if not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
+        raise UsageError(f"--threads: expected 1..{numba.config.NUMBA_NUM_THREADS}, got {n}")
+    numba.set_num_threads(n)
+
+
+def _emit(args, summary, result):
+    """Readable lines, then (with --json) one JSON object as the last stdout line."""
+    for line in summary:
+        print(line)
+    if args.json:
+        print(json.dumps(result))
+
+
+# train -----------------------------------------------------------------------------------------
+
+def _resolve(args, ckpt):
+    """Settings of the run: flags, defaults, or (on --resume) the checkpoint's, which a
+    different explicit flag may not contradict."""
+    saved = ckpt.meta.get("settings", {}) if ckpt is not None else {}
+    if ckpt is not None and not saved:
+        raise UsageError(f"--resume: {ckpt.path} was not written by `pylgn train`")
+    cfg = {}
+    for key, default in DEFAULTS.items():
+        given = getattr(args, key)
+        if key in saved:
+            if given is not None and given != saved[key]:
+                raise UsageError(f"--{key.replace('_', '-')}: cannot change on --resume "
+                                 f"(the checkpoint has {saved[key]!r})")
+            cfg[key] = saved[key]
+        else:
+            cfg[key] = default if given is None else given
+    for key, (low, high) in LIMITS.items():
+        if not low <= cfg[key] <= high:
+            raise UsageError(f"--{key.replace('_', '-')}: expected a value in [{low}, {high}], "
+                             f"got {cfg[key]}")
+    return cfg
+
+
+def build_model(cfg, in_dim, classes, device="cpu"):
+    """``layers`` LogicLayers of ``width`` gates and a GroupSum over ``classes`` groups."""
+    from . import GroupSum, LogicLayer, Sequential
+    from ._checks import check_int
+    n = check_int("--layers", cfg["layers"], 1)
+    kw = dict(arity=cfg["arity"], param=cfg["param"], estimator=cfg["estimator"], init=cfg["init"])
+    layers = [LogicLayer(in_dim if i == 0 else cfg["width"], cfg["width"], **kw) for i in range(n)]
+    return Sequential(layers + [GroupSum(classes, cfg["tau"])], seed=cfg["seed"], device=device)
+
+
+def _image_transform(ds, thresholds, augment):
+    from .data import augment as augment_images
+    flip = ds.name.startswith("cifar")
+
+    def transform(xb, rng):
+        """Raw images -> (augmented) thermometer bits."""
+        if augment:
+            xb = augment_images(xb, rng, flip=flip)
+        return ds.encode(xb, thresholds)
+    return transform
+
+
+def _setup(args):
+    """(dataset, settings, trainer, out folder) for a fresh or resumed run."""
+    from .checkpoint import load
+    from .data import load_dataset
+    from .optim import Adam
+    from .train import Trainer
+    ckpt = load(args.resume, device=args.device) if args.resume else None
+    cfg = _resolve(args, ckpt)
+    ds = load_dataset(cfg["dataset"], args.data_dir)
+    if ckpt is None:
+        model = build_model(cfg, ds.encoded_dim(cfg["thresholds"]), ds.num_classes, args.device)
+        opt = Adam(model, lr=cfg["lr"])
+    elif ckpt.optimizer is None or ckpt.trainer_state is None:
+        raise UsageError(f"--resume: {ckpt.path} has no optimizer/trainer state")
+    else:
+        model, opt = ckpt.model, ckpt.optimizer
+    trainer = Trainer(model, opt, batch_size=cfg["batch_size"], accumulate=cfg["accumulate"],
+                      seed=cfg["seed"])
+    if ckpt is not None:
+        trainer.load_state(ckpt.trainer_state)
+    out = args.out or (os.path.dirname(args.resume) if args.resume else
+                       os.path.join("runs", os.path.splitext(os.path.basename(cfg["dataset"]))[0]))
+    return ds, cfg, trainer, out
+
+
+def cmd_train(args):
+    _set_threads(args.threads)
+    if args.steps < 1 or args.eval_every < 1:
+        raise UsageError("--steps and --eval-every: expected ints >= 1")
+    ds, cfg, trainer, out = _setup(args)
+    xte = ds.encode(ds.x_test, cfg["thresholds"])
+    todo, step0, sec0 = args.steps - trainer.step, trainer.step, trainer.seconds
+    if todo > 0:
+        os.makedirs(out, exist_ok=True)
+        meta = dict(settings=cfg, dataset=cfg["dataset"], thresholds=cfg["thresholds"],
+                    class_names=ds.class_names)
+        trainer.fit(ds.x_train, ds.y_train, todo, eval_data=(xte, ds.y_test),
+                    eval_every=args.eval_every, checkpoint_path=os.path.join(out, "checkpoint.h5"),
+                    checkpoint_every=args.eval_every,
+                    history_path=os.path.join(out, "history.json"), progress=not args.no_progress,
+                    transform=_image_transform(ds, cfg["thresholds"], cfg["augment"]), meta=meta)
+    h = trainer.history
+    scores = (dict(relaxed=h["test_accuracy_relaxed"][-1], discrete=h["test_accuracy_discrete"][-1])
+              if h["step"] and h["step"][-1] == trainer.step else trainer.evaluate(xte, ds.y_test))
+    run_s = trainer.seconds - sec0
+    result = dict(test_accuracy_discrete=scores["discrete"], test_accuracy_relaxed=scores["relaxed"],
+                  discretization_gap=scores["relaxed"] - scores["discrete"], steps=trainer.step,
+                  seconds=round(trainer.seconds, 3),
+                  steps_per_second=round((trainer.step - step0) / run_s, 2) if run_s > 0 else None,
+                  gates=trainer.model.num_gates, dataset=cfg["dataset"],
+                  checkpoint=os.path.join(out, "checkpoint.h5"))
+    summary = [f"pylgn train: {cfg['dataset']}, {cfg['layers']} x {cfg['width']} {cfg['param']} "
+               f"gates (arity {cfg['arity']}), {trainer.step} steps in {trainer.seconds:.1f} s",
+               f"  test accuracy: discretized {scores['discrete']:.4f}, relaxed "
+               f"{scores['relaxed']:.4f} (gap {result['discretization_gap']:+.4f})",
+               f"  checkpoint: {result['checkpoint']}"]
+    _emit(args, summary, result)
+
+
+# eval, info, export ----------------------------------------------------------------------------
+
+def cmd_eval(args):
+    from .checkpoint import load
+    from .data import load_dataset
+    from .train import evaluate
+    _set_threads(args.threads)
+    ckpt = load(args.checkpoint, device=args.device)
+    name = args.dataset or ckpt.meta.get("dataset")
+    thresholds = ckpt.meta.get("thresholds")
+    if name is None or thresholds is None:
+        raise UsageError(f"{args.checkpoint}: no dataset/encoding recorded; pass --dataset")
+    ds = load_dataset(name, args.data_dir)
+    if ds.encoded_dim(thresholds) != ckpt.model.in_dim:
+        raise UsageError(f"--dataset: {name} with {thresholds} thresholds gives "
+                         f"{ds.encoded_dim(thresholds)} inputs, the model takes {ckpt.model.in_dim}")
+    t0 = time.perf_counter()
+    s = evaluate(ckpt.model, ds.encode(ds.x_test, thresholds), ds.y_test)
+    result = dict(test_accuracy_discrete=s["discrete"], test_accuracy_relaxed=s["relaxed"],
+                  discretization_gap=s["gap"], steps=ckpt.step,
+                  seconds=round(time.perf_counter() - t0, 3), dataset=name)
+    _emit(args, [f"{args.checkpoint} (step {ckpt.step}) on {name}: discretized "
+                 f"{s['discrete']:.4f}, relaxed {s['relaxed']:.4f} (gap {s['gap']:+.4f})"], result)
+
+
+def gate_histogram(layer, top=8):
+    """{gate name (arity 2) or table code (hex): count} of the discretized gates, most common first."""
+    import numpy as np
+    from . import gates
+    levels = [layer] if hasattr(layer, "discrete_table") else getattr(layer, "levels", [])
+    counts = {}
+    for lv in levels:
+        codes = gates.table_class(lv.backend.to_host(lv.discrete_table()))
+        for code, n in zip(*np.unique(codes, return_counts=True)):
+            key = gates.GATE_NAMES[int(code)] if lv.arity == 2 else \
+                f"0x{int(code):0{max(1, 2 ** lv.arity // 4)}x}"
+            counts[key] = counts.get(key, 0) + int(n)
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    if levels and levels[0].arity != 2 and len(ranked) > top:
+        ranked = ranked[:top] + [("other", sum(n for _, n in ranked[top:]))]
+    return dict(ranked)
+
+
+def cmd_info(args):
+    from .checkpoint import load
+    ckpt = load(args.checkpoint)
+    model = ckpt.model
+    layers = []
+    for layer in model.layers:
+        cfg = layer.config()
+        gates = layer.out_dim if hasattr(layer, "discrete_table") else getattr(layer, "num_gates", 0)
+        layers.append(dict(config=cfg, gates=int(gates), parameters=int(layer.n_params),
+                           histogram=gate_histogram(layer)))
+    result = dict(checkpoint=args.checkpoint, step=ckpt.step, gates=int(model.num_gates),
+                  parameters=int(model.params.size), in_dim=model.in_dim, out_dim=model.out_dim,
+                  meta={k: v for k, v in ckpt.meta.items() if k != "class_names"}, layers=layers)
+    lines = [f"{args.checkpoint}: step {ckpt.step}, {model.num_gates} gates, {model.params.size} "
+             f"parameters, {model.in_dim} inputs -> {model.out_dim} outputs"]
+    for i, entry in enumerate(layers):
+        cfg = dict(entry["config"])
+        kind = cfg.pop("type")
+        lines.append(f"  [{i}] {kind} " + ", ".join(f"{k}={v}" for k, v in cfg.items()
+                                                    if v is not None))
+        if entry["histogram"]:
+            lines.append("      gates: " + ", ".join(f"{k} {v}" for k, v in
+                                                      entry["histogram"].items()))
+    _emit(args, lines, result)
+
+
+def cmd_export(args):
+    from .checkpoint import load
+    ckpt = load(args.checkpoint)
+    try:
+        circuit = ckpt.model.to_circuit()
+    except (AttributeError, ImportError) as e:
+        raise UsageError(f"export needs pylgn.circuit, which is not available ({e})") from None
+    before = circuit.num_gates
+    if not args.no_simplify:
+        circuit = circuit.simplify()
+    if args.format == "circuit":
+        circuit.save(args.output)
+    else:
+        text = circuit.to_c() if args.format == "c" else circuit.to_verilog()
+        from .checkpoint import atomic_path
+        with atomic_path(args.output) as tmp, open(tmp, "w") as f:
+            f.write(text)
+    thresholds = ckpt.meta.get("thresholds")
+    print(f"{args.output}: {args.format}, {circuit.num_gates} gates (trained: {before}), "
+          f"{circuit.in_dim if hasattr(circuit, 'in_dim') else ckpt.model.in_dim} input bits"
+          + (f" (thermometer, {thresholds} thresholds per value)" if thresholds else ""))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""The pylgn command, called in-process with tiny settings (one subprocess test of the script)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pylgn
+from pylgn.cli import main
+
+TINY = ["--layers", "1", "--width", "200", "--steps", "20", "--eval-every", "10", "--no-progress"]
+
+
+def _json(capsys):
+    out = capsys.readouterr().out.strip().splitlines()
+    return json.loads(out[-1])
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    return out
+
+
+def test_train_writes_checkpoint_history_and_json(tmp_path, capsys):
+    assert main(["train", *TINY, "--out", str(tmp_path), "--json", "--seed", "3"]) == 0
+    res = _json(capsys)
+    assert {"test_accuracy_discrete", "test_accuracy_relaxed", "steps", "seconds"} <= set(res)
+    assert res["steps"] == 20 and 0.0 <= res["test_accuracy_discrete"] <= 1.0
+    hist = json.loads((tmp_path / "history.json").read_text())
+    assert hist["step"] == [10, 20]
+    assert hist["test_accuracy_discrete"][-1] == res["test_accuracy_discrete"]
+    ck = pylgn.load(tmp_path / "checkpoint.h5")
+    assert ck.step == 20 and ck.meta["dataset"] == "digits" and ck.meta["thresholds"] == 3
+    assert ck.model.in_dim == 64 * 3 and ck.model.num_gates == 200
+    assert ck.meta["settings"]["seed"] == 3 and ck.model.seed == 3
+
+
+def test_eval_reproduces_train_scores(run_dir, capsys):
+    hist = json.loads((run_dir / "history.json").read_text())
+    assert main(["eval", str(run_dir / "checkpoint.h5"), "--json", "--no-progress"]) == 0
+    res = _json(capsys)
+    assert res["steps"] == 20 and "seconds" in res
+    assert res["test_accuracy_discrete"] == hist["test_accuracy_discrete"][-1]
+    assert res["test_accuracy_relaxed"] == hist["test_accuracy_relaxed"][-1]
+
+
+def test_resume_matches_straight_run(run_dir, tmp_path, capsys):
+    """--resume with --steps as the total gives the same weights as one straight run."""
+    resumed = tmp_path / "resumed"
+    os.makedirs(resumed)
+    import shutil
+    shutil.copy(run_dir / "checkpoint.h5", resumed / "checkpoint.h5")
+    assert main(["train", "--resume", str(resumed / "checkpoint.h5"), "--steps", "30",
+                 "--no-progress", "--json"]) == 0
+    assert _json(capsys)["steps"] == 30
+    straight = tmp_path / "straight"
+    assert main(["train", *TINY[:-5], "--steps", "30", "--eval-every", "10", "--no-progress",
+                 "--out", str(straight)]) == 0
+    a, b = pylgn.load(resumed / "checkpoint.h5"), pylgn.load(straight / "checkpoint.h5")
+    np.testing.assert_array_equal(a.model.params, b.model.params)
+    assert json.loads((resumed / "history.json").read_text())["step"] == [10, 20, 30]
+
+
+def test_info_histogram(run_dir, capsys):
+    assert main(["info", str(run_dir / "checkpoint.h5"), "--json"]) == 0
+    text = capsys.readouterr().out
+    res = json.loads(text.strip().splitlines()[-1])
+    assert res["gates"] == 200 and res["parameters"] == 800 and res["step"] == 20
+    layer = res["layers"][0]
+    assert layer["config"]["type"] == "LogicLayer" and sum(layer["histogram"].values()) == 200
+    ck = pylgn.load(run_dir / "checkpoint.h5")
+    ids = pylgn.gates.table_class(ck.model.layers[0].discrete_table())
+    want = {pylgn.gates.GATE_NAMES[i]: int(n) for i, n in zip(*np.unique(ids, return_counts=True))}
+    assert layer["histogram"] == want
+    assert "LogicLayer" in text and "GroupSum" in text
+
+
+def test_info_arity3_uses_table_codes(tmp_path, capsys):
+    model = pylgn.Sequential([pylgn.LogicLayer(12, 30, arity=3, init="uniform"),
+                              pylgn.GroupSum(3, 1.0)])
+    pylgn.save(tmp_path / "a3.h5", model)
+    assert main(["info", str(tmp_path / "a3.h5"), "--json"]) == 0
+    hist = _json(capsys)["layers"][0]["histogram"]
+    assert sum(hist.values()) == 30 and all(k.startswith("0x") or k == "other" for k in hist)
+    assert len(hist) <= 9
+
+
+def _circuit_matches_model(path, ckpt):
+    from pylgn.data import load_digits
+    circuit = pylgn.Circuit.load(str(path))
+    ds = load_digits()
+    x = ds.encode(ds.x_test, 3)
+    model = pylgn.load(ckpt).model.eval()
+    np.testing.assert_array_equal(circuit.scores(x.astype(bool)), model.forward(x) * 10.0)
+
+
+def test_export_formats(run_dir, tmp_path):
+    pytest.importorskip("pylgn.circuit")
+    ckpt = str(run_dir / "checkpoint.h5")
+    for fmt, name in (("c", "m.c"), ("verilog", "m.v")):
+        assert main(["export", ckpt, "--format", fmt, "-o", str(tmp_path / name)]) == 0
+    assert "pylgn_circuit" in (tmp_path / "m.c").read_text()
+    assert "module" in (tmp_path / "m.v").read_text()
+    out = tmp_path / "raw.h5"
+    assert main(["export", ckpt, "--format", "circuit", "--no-simplify", "-o", str(out)]) == 0
+    _circuit_matches_model(out, ckpt)
+
+
+def test_export_simplified_circuit_is_exact(run_dir, tmp_path):
+    """The default export simplifies; the tiny run's gates are all pass-throughs, so the
+    simplified circuit has outputs wired straight to inputs."""
+    pytest.importorskip("pylgn.circuit")
+    ckpt = str(run_dir / "checkpoint.h5")
+    assert main(["export", ckpt, "--format", "circuit", "-o", str(tmp_path / "s.h5")]) == 0
+    _circuit_matches_model(tmp_path / "s.h5", ckpt)
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["train", "--dataset", "imagenet"], "dataset: expected digits"),
+    (["train", "--dataset", "mnist", "--data-dir", "/nonexistent"], "prepare_mnist.py"),
+    (["train", "--width", "abc"], "--width: invalid int value"),
+    (["train", "--thresholds", "0"], r"--thresholds: expected a value in \[1, 255\]"),
+    (["train", "--param", "xyz"], "--param: invalid choice"),
+    (["train", "--steps", "0"], "--steps"),
+    (["train", "--width", "205"], "GroupSum k=10 must divide the width 205"),
+    (["eval", "/nonexistent/c.h5"], "/nonexistent/c.h5: no such checkpoint file"),
+    (["info"], "the following arguments are required: checkpoint"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_user_errors_are_one_line(argv, match, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pylgn: error: ")
+    assert __import__("re").search(match, err[0]), err[0]
+
+
+def test_resume_refuses_changed_architecture(run_dir, capsys):
+    assert main(["train", "--resume", str(run_dir / "checkpoint.h5"), "--width", "400"]) == 2
+    assert "--width: cannot change on --resume" in capsys.readouterr().err
+
+
+def test_corrupt_checkpoint_is_a_user_error(tmp_path, capsys):
+    (tmp_path / "bad.h5").write_bytes(b"\x89HDF\r\n" + b"0" * 100)
+    assert main(["info", str(tmp_path / "bad.h5")]) == 2
+    assert "bad.h5: not a readable HDF5 file" in capsys.readouterr().err
+
+
+def test_console_script(run_dir, tmp_path):
+    script = os.path.join(os.path.dirname(sys.executable), "pylgn")
+    if not os.path.exists(script):
+        pytest.skip("console script not installed in this environment")
+    ok = subprocess.run([script, "info", str(run_dir / "checkpoint.h5"), "--json"],
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and json.loads(ok.stdout.splitlines()[-1])["gates"] == 200
+    bad = subprocess.run([script, "eval", str(tmp_path / "missing.h5")], capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip() == f"pylgn: error: {tmp_path / 'missing.h5'}: no such checkpoint file"

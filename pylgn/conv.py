@@ -100,6 +100,8 @@ class RowGather:
         xp = self.backend.xp
         B = dout.shape[-1]
         dz = xp.concatenate([dout.reshape(-1, B), xp.zeros((1, B), dtype=dout.dtype)])
+        if self.rev.shape[1] == 1:                  # each input read at most once
+            return dz[self.rev[:, 0]]
         return xp.ascontiguousarray(dz[self.rev].sum(axis=1))
 
 
@@ -197,7 +199,7 @@ class LogicConv2d:
         return self.leaves
 
     def draw_leaves(self, rng):
-        """(out_channels, arity**depth, 3) int32 leaf cells (channel, dh, dw), drawn from ``rng``."""
+        """(out_channels, arity**depth, 3) int32 leaf cells (channel, dh, dw) drawn from rng."""
         C, O, K, L = self.in_channels, self.out_channels, self.receptive_field, self.n_leaves
         g = self.channel_groups or 1
         cin, cout = C // g, O // g
@@ -280,7 +282,7 @@ class LogicConv2d:
     # circuit ---------------------------------------------------------------------------------
 
     def circuit_layers(self):
-        """The layer unrolled over positions as circuit layers [(connections (a, G), tables (G, 2**a))].
+        """The layer unrolled over positions: circuit layers [(conn (a, G), tables (G, 2**a))].
 
         Level l gate (g, p) has index g*P + p; level 0 reads the previous flat outputs, level l
         reads (conn_l[k, g], p) of level l-1. A padding leaf is the constant 0: it is folded into
@@ -390,14 +392,18 @@ class OrPool2d:
 
     def forward(self, x, train=True):
         """(C*H*W, batch) -> (C*Ho*Wo, batch): window max; keeps the arg-max for backward."""
+        xp = self.backend.xp
         self._ensure()
         windows = self.gather.forward(x)                          # (out, k*k, batch)
-        if not train:
-            self._saved = None
-            return windows.max(axis=1)
-        arg = windows.argmax(axis=1)
-        self._saved = arg.astype(self.backend.xp.uint8)
-        return self.backend.xp.take_along_axis(windows, arg[:, None, :], axis=1)[:, 0, :]
+        y = xp.ascontiguousarray(windows[:, 0])
+        arg = xp.zeros(y.shape, dtype=xp.uint8) if train else None
+        for j in range(1, self.kernel ** 2):          # contiguous rows, no strided argmax
+            w = windows[:, j]
+            if train:
+                arg[w > y] = j                                    # strict: the first arg-max wins
+            y = xp.maximum(y, w)
+        self._saved = arg
+        return y
 
     def backward(self, dy, need_dx=True):
         """dx[i, s] = sum of dy over the windows whose first arg-max at s is input i."""

@@ -1,6 +1,11 @@
 """LogicConv2d / OrPool2d: forwards against direct numpy loops over positions, gradients against
 float64 finite differences, circuits against the discretized forward, a shifted-pattern task,
 the LogicTreeNet configurations and bad input."""
+import json
+import os
+import subprocess
+import sys
+
 import numba
 import numpy as np
 import pytest
@@ -100,7 +105,8 @@ def test_leaves_follow_channel_rules():
     pylgn.Sequential([layer], seed=3)
     for o, leaves in enumerate(layer.leaves):
         chans = leaves[:, 0]
-        assert len(set(chans)) == 2 and (chans[::2] == chans[0]).all() and (chans[1::2] == chans[1]).all()
+        assert len(set(chans)) == 2
+        assert (chans[::2] == chans[0]).all() and (chans[1::2] == chans[1]).all()
         assert set(chans) <= {2 * (o // 3), 2 * (o // 3) + 1}
         for c in set(chans):
             cells = [tuple(l[1:]) for l in leaves if l[0] == c]
@@ -113,8 +119,9 @@ def test_leaves_follow_channel_rules():
 def pool_loop(x, C, H, W, k, s):
     img = x.reshape(C, H, W, -1)
     Ho, Wo = (H - k) // s + 1, (W - k) // s + 1
-    return np.array([[[img[c, i * s:i * s + k, j * s:j * s + k].max(axis=(0, 1))
-                       for j in range(Wo)] for i in range(Ho)] for c in range(C)]).reshape(C * Ho * Wo, -1)
+    out = [[[img[c, i * s:i * s + k, j * s:j * s + k].max(axis=(0, 1)) for j in range(Wo)]
+            for i in range(Ho)] for c in range(C)]
+    return np.array(out).reshape(C * Ho * Wo, -1)
 
 
 @pytest.mark.parametrize("k,s,size", [(2, 2, (6, 7)), (3, 1, 5), (2, 1, 4), (3, 2, 7)])
@@ -125,7 +132,8 @@ def test_orpool_forward_matches_loop(k, s, size):
     x = rng.random((4, pool.in_dim))
     np.testing.assert_array_equal(model.forward(x).T, pool_loop(x.T, 3, *pool.in_size, k, s))
     xb = rng.integers(0, 2, (4, pool.in_dim)).astype(np.float64)
-    np.testing.assert_array_equal(model.eval().forward(xb).T, pool_loop(xb.T, 3, *pool.in_size, k, s))
+    np.testing.assert_array_equal(model.eval().forward(xb).T,
+                                  pool_loop(xb.T, 3, *pool.in_size, k, s))
 
 
 def finite_diff(f, arr, idx, h=1e-6):
@@ -241,6 +249,36 @@ def test_checkpoint_roundtrip(tmp_path):
     np.testing.assert_array_equal(back.layers[2].leaves, conv.leaves)
 
 
+SIM_CHILD = """
+import json, numpy as np, pylgn
+from pylgn.conv import LogicConv2d, OrPool2d
+def net(device):
+    layers = [LogicConv2d(2, 3, 5, tree_depth=2, init="gaussian", sigma=1.0), OrPool2d(3, 5),
+              LogicConv2d(3, 2, 2, arity=3, tree_depth=1), pylgn.LogicLayer(8, 6),
+              pylgn.GroupSum(2, 1.0)]
+    return pylgn.Sequential(layers, seed=3, device=device, dtype=np.float64)
+x = np.random.default_rng(0).random((3, 50))
+res = []
+for dev in ("cpu", "cuda"):
+    m = net(dev)
+    f = m.forward(x)
+    m.backward(pylgn.softmax_cross_entropy(f, np.array([0, 1, 1]))[1])
+    res.append([np.asarray(f), m.backend.to_host(m.grads).copy(), np.asarray(m.eval().forward(x))])
+print(json.dumps([float(np.abs(a - b).max() / np.abs(a).max()) for a, b in zip(*res)]))
+"""
+
+
+def test_cuda_kernels_run_conv_under_simulator():
+    """device="cuda" (the CUDA kernels, under NUMBA_ENABLE_CUDASIM=1 in a child process) gives
+    the CPU forward, parameter gradients and discretized forward of a conv net."""
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    out = subprocess.run([sys.executable, "-c", SIM_CHILD], env=env, capture_output=True,
+                         text=True, timeout=300, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert out.returncode == 0, out.stderr[-2000:]
+    errors = json.loads(out.stdout.strip().splitlines()[-1])
+    assert max(errors) < 1e-12, errors
+
+
 PATTERNS = np.array([[[1, 1, 1], [0, 0, 0], [0, 0, 0]], [[1, 0, 0], [1, 0, 0], [1, 0, 0]],
                      [[1, 0, 0], [0, 1, 0], [0, 0, 1]], [[0, 0, 1], [0, 1, 0], [1, 0, 0]]])
 
@@ -274,7 +312,8 @@ def test_conv_learns_shifted_patterns_better_than_dense(capsys):
     conv = [LogicConv2d(1, 8, 8), OrPool2d(8, 8), LogicConv2d(8, 16, 4), OrPool2d(16, 4),
             pylgn.LogicLayer(64, 200), pylgn.GroupSum(4, tau=6.0)]
     dims = [64, 2800, 1400, 800, 400]
-    dense = [pylgn.LogicLayer(a, b) for a, b in zip(dims[:-1], dims[1:])] + [pylgn.GroupSum(4, 10.0)]
+    dense = [pylgn.LogicLayer(a, b) for a, b in zip(dims[:-1], dims[1:])]
+    dense.append(pylgn.GroupSum(4, 10.0))
     acc_conv, gates_conv = fit(conv, x, y, xt, yt)
     acc_dense, gates_dense = fit(dense, x, y, xt, yt)
     with capsys.disabled():

@@ -41,19 +41,28 @@ class Backend:
 
 
 def _cuda_array_module():
-    """cupy when present; numpy under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1, test-only)."""
+    """cupy when cupy, a GPU and numba's CUDA target are all usable; numpy under the CUDA
+    simulator (NUMBA_ENABLE_CUDASIM=1, test-only: the cuda kernels then run on numpy arrays).
+    Anything missing raises a ValueError that names it."""
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         return np
+    hint = "pip install 'pylgn[gpu]' (cupy-cuda12x and numba-cuda)"
     try:
         import cupy
     except ImportError as e:
-        raise ValueError("device='cuda' needs cupy and numba-cuda: pip install 'pylgn[gpu]' "
-                         f"({e})") from None
+        raise ValueError(f"device='cuda' needs cupy, which is not installed: {hint} ({e})") from None
     try:
         if cupy.cuda.runtime.getDeviceCount() < 1:
             raise ValueError("device='cuda': no CUDA device found")
     except cupy.cuda.runtime.CUDARuntimeError as e:
         raise ValueError(f"device='cuda': no usable CUDA device ({e})") from None
+    try:
+        from numba import cuda
+    except ImportError as e:
+        raise ValueError(f"device='cuda' needs numba's CUDA target (numba-cuda): {hint} ({e})") from None
+    if not cuda.is_available():
+        raise ValueError("device='cuda': numba cannot use the GPU (numba-cuda or the CUDA "
+                         f"driver/NVVM libraries are missing): {hint}")
     return cupy
 
 

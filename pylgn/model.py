@@ -50,6 +50,33 @@ class Sequential:
     def device(self):
         return self.backend.device
 
+    def to(self, device, optimizer=None):
+        """Move the model to ``device`` ("cpu" | "cuda"), and ``optimizer``'s state with it when given.
+
+        ``params``/``grads`` are copied to the new device and every layer is rebound to views of
+        them together with its wiring (rebuilding its index arrays there); activations saved for
+        backward are dropped. Returns self.
+        """
+        backend = get_backend(device)
+        if backend is not self.backend:
+            old = self.backend
+            self.params = backend.asarray(old.to_host(self.params))
+            self.grads = backend.asarray(old.to_host(self.grads))
+            off = 0
+            for layer in self.layers:
+                layer.backend, layer._saved = backend, None
+                if layer.n_params:
+                    n, shape = layer.n_params, layer.weights.shape
+                    layer.bind(backend, self.params[off:off + n].reshape(shape),
+                               self.grads[off:off + n].reshape(shape), old.to_host(layer.connections))
+                    off += n
+                elif getattr(layer, "gather", None) is not None:
+                    layer.gather = None            # OrPool2d: its index is rebuilt on first use
+            self.backend, self._batch = backend, None
+        if optimizer is not None:
+            optimizer.to(device)
+        return self
+
     @property
     def in_dim(self):
         return self.layers[0].in_dim

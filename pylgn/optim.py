@@ -18,9 +18,25 @@ class Adam:
         self.m = xp.zeros_like(model.params)
         self.v = xp.zeros_like(model.params)
         self.t = 0
+        self.device = model.device
+
+    def to(self, device):
+        """Move the moments ``m``, ``v`` to ``device``, where the model must be already
+        (``model.to(device, optimizer=opt)`` moves both). Returns self."""
+        if device != self.model.device:
+            raise ValueError(f"device: the model is on {self.model.device!r}, not {device!r}; "
+                             f"move both with model.to({device!r}, optimizer=opt)")
+        backend = self.model.backend
+        self.m = backend.asarray(backend.to_host(self.m))
+        self.v = backend.asarray(backend.to_host(self.v))
+        self.device = device
+        return self
 
     def step(self):
         """p <- p - lr * mhat / (sqrt(vhat) + eps) - lr * weight_decay * p, over all parameters."""
+        if self.device != self.model.device:
+            raise RuntimeError(f"Adam.step: the optimizer state is on {self.device!r}, the model on "
+                               f"{self.model.device!r}; move both with model.to(device, optimizer=opt)")
         self.t += 1
         b1, b2 = self.betas
         self.model.backend.kernels.adam_step(self.model.params, self.model.grads, self.m, self.v,

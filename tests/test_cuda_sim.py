@@ -1,0 +1,329 @@
+"""The CUDA kernels and the device="cuda" path, checked without a GPU under numba's CUDA simulator.
+
+NUMBA_ENABLE_CUDASIM=1 must be set before numba.cuda is first imported, and the other test modules
+run the CPU kernels in this pytest process, so the simulated checks run in a child process: this
+file executed as a script with the variable set. The child prints one JSON object of measured
+errors (NaN when a kernel left an output unwritten: the outputs start as NaN) and each test here
+asserts on its part. The simulator runs each CUDA thread as a Python thread, so the sizes stay
+small; ragged sizes (batch and width not multiples of a block) are the point.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOL = 1e-5
+# (arity, in_dim, gates, batch): every arity 1, 2, 3, 6; batch 1, 33, 65; width 1, 31, 257
+KERNEL_CASES = [(1, 7, 31, 65), (2, 40, 257, 33), (2, 3, 1, 1), (3, 50, 31, 65),
+                (6, 20, 31, 33), (6, 8, 1, 1), (2, 300, 257, 1)]
+FLOAT64_CASES = [(3, 30, 31, 33)]
+
+
+# child: runs under the simulator -----------------------------------------------------------
+
+def rel_err(got, want):
+    """max |got - want| / max |want| (NaN anywhere in ``got`` gives NaN)."""
+    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    if np.isnan(got).any():
+        return float("nan")
+    return float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
+
+
+def worst(*errs):
+    """The largest error; NaN if any is NaN."""
+    return float(np.max(errs))
+
+
+def numpy_forward(x, conn, table):
+    """y[g, s] = sum_r table[g, r] prod_k (x_k if b_k(r) else 1 - x_k), b_k(r) = bit n-1-k of r."""
+    n = conn.shape[0]
+    y = np.zeros((conn.shape[1], x.shape[1]))
+    for r in range(2 ** n):
+        term = np.ones_like(y)
+        for k in range(n):
+            xk = x[conn[k]].astype(np.float64)
+            term *= xk if (r >> (n - 1 - k)) & 1 else 1.0 - xk
+        y += table[:, r][:, None] * term
+    return y
+
+
+def kernel_errors(arity, in_dim, gates, batch, dtype, rng):
+    """Each gate kernel on the simulator vs its CPU twin (and the forward vs numpy) on one case."""
+    from pylgn.kernels import cpu, cuda
+    from pylgn.wiring import reverse_index
+    x = rng.random((in_dim, batch)).astype(dtype)
+    x[0, 0] = 0.5                                           # the discrete threshold itself
+    conn = rng.integers(0, in_dim, (arity, gates)).astype(np.int32)
+    table = rng.random((gates, 2 ** arity)).astype(dtype)
+    dy = rng.standard_normal((gates, batch)).astype(dtype)
+    rev = reverse_index(conn, in_dim)
+    calls = {
+        "gate_forward": ([(gates, batch)], lambda k, out: k.gate_forward(x, conn, table, *out)),
+        "gate_forward_discrete": ([(gates, batch)], lambda k, out: k.gate_forward_discrete(
+            x, conn, (table >= 0.5).astype(dtype), *out)),
+        "gate_backward_table": ([(gates, 2 ** arity)],
+                                lambda k, out: k.gate_backward_table(x, conn, dy, *out)),
+        "gate_backward_inputs": ([(in_dim, batch)], lambda k, out: k.gate_backward_inputs(
+            x, conn, *rev, table, dy, 0.75, *out)),
+        "gate_backward": ([(in_dim, batch), (gates, 2 ** arity)], lambda k, out: k.gate_backward(
+            x, conn, *rev, table, dy, 0.75, *out)),
+    }
+    errs = {}
+    for name, (shapes, call) in calls.items():
+        if not hasattr(cpu, name):            # the CPU set has one of the two backward forms
+            continue
+        want = [np.full(shape, np.nan, dtype) for shape in shapes]
+        got = [np.full(shape, np.nan, dtype) for shape in shapes]
+        call(cpu, want)
+        call(cuda, got)
+        errs[name] = worst(*(rel_err(a, b) for a, b in zip(got, want)))
+        if name == "gate_forward":
+            errs["gate_forward_vs_numpy"] = rel_err(got[0], numpy_forward(x, conn, table))
+    return errs
+
+
+def missing_twins():
+    """Public kernels of pylgn.kernels.cpu that pylgn.kernels.cuda lacks."""
+    import inspect
+    from pylgn.kernels import cpu, cuda
+    names = [n for n, f in vars(cpu).items() if not n.startswith("_") and callable(f)
+             and getattr(f, "__module__", None) == cpu.__name__ and not inspect.isclass(f)]
+    return sorted(n for n in names if not hasattr(cuda, n))
+
+
+def adam_and_op_errors(rng):
+    """adam_step (3 steps, weight decay) and the OP projection kernels vs CPU / numpy formulas."""
+    from pylgn.gates import OP_TABLES
+    from pylgn.kernels import cpu, cuda
+    errs = {}
+    for size in (1, 257 * 4):
+        grads = rng.standard_normal((3, size)).astype(np.float32)
+        states = []
+        for k in (cpu, cuda):
+            p = np.linspace(-1, 1, size, dtype=np.float32)
+            m, v = np.zeros_like(p), np.zeros_like(p)
+            for t in range(3):
+                k.adam_step(p, grads[t], m, v, 0.01, 0.9, 0.999, 1e-8, 0.01, t + 1)
+            states.append(np.concatenate([p, m, v]))
+        errs[f"adam_step[{size}]"] = rel_err(states[1], states[0])
+    w = rng.standard_normal((257, 16)).astype(np.float32)
+    tables = OP_TABLES.astype(np.float32)
+    p = np.exp(w - w.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    omega, soft = np.full((257, 4), np.nan, np.float32), np.full_like(w, np.nan)
+    cuda.op_table(w, tables, soft, omega)
+    errs["op_table_vs_numpy"] = worst(rel_err(omega, p @ tables), rel_err(soft, p))
+    domega = rng.standard_normal((257, 4)).astype(np.float32)
+    dp = domega @ tables.T
+    dw = np.full_like(w, np.nan)
+    cuda.op_table_backward(p.astype(np.float32), tables, domega, dw)
+    errs["op_table_backward_vs_numpy"] = rel_err(dw, p * (dp - (p * dp).sum(1, keepdims=True)))
+    return errs
+
+
+def tiny_model(device, dtype=np.float64):
+    import pylgn
+    return pylgn.Sequential([pylgn.LogicLayer(12, 36, arity=3), pylgn.LogicLayer(36, 30, param="op"),
+                             pylgn.LogicLayer(30, 30, arity=2, estimator="sigmoid"),
+                             pylgn.GroupSum(3, tau=3.0)], seed=7, device=device, dtype=dtype)
+
+
+def train_steps(model, opt, data, steps):
+    """``steps`` Adam steps on (x, y); returns the losses."""
+    import pylgn
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss, d = pylgn.softmax_cross_entropy(model.forward(data[0]), data[1])
+        model.backward(d)
+        opt.step()
+        losses.append(loss)
+    return losses
+
+
+def training_errors(rng):
+    """3 steps on device='cuda' (simulated) vs on the CPU; the to() round trip; checkpoints.
+
+    The weights are compared in float64: Adam divides each gradient by its own scale, so a
+    float32 gradient that cancels to ~1e-9 (rounding noise, summed in another order on each
+    device) moves its weight by up to lr either way. In float32 the gradients and losses are
+    compared instead."""
+    import pylgn
+    data = (rng.random((33, 12)).astype(np.float32), rng.integers(0, 3, 33))
+    res = {}
+    models32 = {dev: tiny_model(dev, np.float32) for dev in ("cpu", "cuda")}
+    losses32, grads32 = {}, {}
+    for dev, m in models32.items():
+        losses32[dev] = train_steps(m, pylgn.Adam(m, lr=0.05), data, 3)
+        grads32[dev] = m.grads.copy()
+    res["step_float32_grads"] = rel_err(grads32["cuda"], grads32["cpu"])
+    res["step_float32_losses"] = rel_err(losses32["cuda"], losses32["cpu"])
+    models = {dev: tiny_model(dev) for dev in ("cpu", "cuda")}
+    opts = {dev: pylgn.Adam(m, lr=0.05) for dev, m in models.items()}
+    losses = {dev: train_steps(models[dev], opts[dev], data, 3) for dev in models}
+    res["step_params"] = rel_err(models["cuda"].params, models["cpu"].params)
+    res["step_params_abs"] = float(np.abs(models["cuda"].params - models["cpu"].params).max())
+    res["step_losses"] = rel_err(losses["cuda"], losses["cpu"])
+    res["step_changed"] = float(np.abs(models["cpu"].params - tiny_model("cpu").params).max())
+    eval_out = {d: models[d].eval().forward(data[0]) for d in models}
+    res["eval_forward"] = rel_err(eval_out["cuda"], eval_out["cpu"])
+    for m in models.values():
+        m.train()
+
+    # round trip: cpu -> cuda -> cpu, training on each, against the CPU model trained alongside
+    ref, ref_opt = models["cpu"], opts["cpu"]
+    moved, moved_opt = tiny_model("cpu"), None
+    moved.params[...] = ref.params
+    moved_opt = pylgn.Adam(moved, lr=0.05)
+    moved_opt.load_state(ref_opt.m, ref_opt.v, ref_opt.t)
+    moved.to("cuda", optimizer=moved_opt)
+    res["to_cuda_device"] = [moved.device, moved_opt.device, moved.backend.kernels.__name__]
+    res["to_cuda_state"] = worst(rel_err(moved.params, ref.params), rel_err(moved_opt.m, ref_opt.m),
+                               rel_err(moved_opt.v, ref_opt.v))
+    res["to_views"] = all(np.shares_memory(l.weights, moved.params) and
+                          np.shares_memory(l.grad, moved.grads) for l in moved.logic_layers)
+    train_steps(moved, moved_opt, data, 1)
+    moved.to("cpu")
+    try:
+        moved_opt.step()
+        res["stale_optimizer_raises"] = False
+    except RuntimeError:
+        res["stale_optimizer_raises"] = True
+    moved_opt.to("cpu")
+    train_steps(moved, moved_opt, data, 1)
+    train_steps(ref, ref_opt, data, 2)
+    res["round_trip"] = worst(rel_err(moved.params, ref.params), rel_err(moved_opt.m, ref_opt.m),
+                            rel_err(moved_opt.v, ref_opt.v))
+    res["round_trip_t"] = [moved_opt.t, ref_opt.t]
+    res.update(checkpoint_errors(models, opts))
+    return res
+
+
+def checkpoint_errors(models, opts):
+    """Save on one device, load on the other: same parameters, Adam state and forward."""
+    import pylgn
+    res = {}
+    x = np.linspace(0, 1, 5 * 12).reshape(5, 12)
+    with tempfile.TemporaryDirectory() as tmp:
+        for src, dst in (("cuda", "cpu"), ("cpu", "cuda")):
+            path = os.path.join(tmp, f"{src}.h5")
+            pylgn.save(path, models[src], optimizer=opts[src], step=3)
+            ck = pylgn.load(path, device=dst)
+            res[f"checkpoint_{src}_to_{dst}"] = worst(
+                rel_err(ck.model.params, models[src].params),
+                rel_err(ck.optimizer.m, opts[src].m), rel_err(ck.optimizer.v, opts[src].v),
+                rel_err(ck.model.forward(x), models[src].forward(x)))
+            res[f"checkpoint_{src}_to_{dst}_device"] = [ck.model.device, ck.optimizer.device,
+                                                        ck.optimizer.t - opts[src].t, ck.step]
+    return res
+
+
+def child_main():
+    """Run every simulated check; print one JSON object."""
+    from numba import config
+    assert config.ENABLE_CUDASIM, "run with NUMBA_ENABLE_CUDASIM=1"
+    rng = np.random.default_rng(0)
+    res = {"kernels": {}}
+    for case in KERNEL_CASES:
+        res["kernels"][repr(case + ("float32",))] = kernel_errors(*case, np.float32, rng)
+    for case in FLOAT64_CASES:
+        res["kernels"][repr(case + ("float64",))] = kernel_errors(*case, np.float64, rng)
+    res["missing_twins"] = missing_twins()
+    res.update(adam_and_op_errors(rng))
+    res.update(training_errors(rng))
+    print("RESULT " + json.dumps(res))
+
+
+# parent: the tests ---------------------------------------------------------------------------
+
+def run_simulated(args, timeout=600):
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    env.setdefault("NUMBA_CACHE_DIR", os.path.join(ROOT, ".numba_cache"))
+    proc = subprocess.run([sys.executable] + args, cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, f"simulated run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def sim():
+    out = run_simulated([os.path.abspath(__file__)])
+    line = [l for l in out.splitlines() if l.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])
+
+
+@pytest.mark.parametrize("case", [repr(c + ("float32",)) for c in KERNEL_CASES]
+                         + [repr(c + ("float64",)) for c in FLOAT64_CASES])
+def test_gate_kernels_match_cpu(sim, case):
+    errs = sim["kernels"][case]
+    assert {"gate_forward", "gate_forward_vs_numpy", "gate_forward_discrete",
+            "gate_backward_table"} < set(errs)
+    assert {"gate_backward_inputs", "gate_backward"} & set(errs)
+    assert errs["gate_forward_discrete"] == 0.0, errs
+    assert all(e < TOL for e in errs.values()), errs
+
+
+def test_every_cpu_kernel_has_a_cuda_twin(sim):
+    assert sim["missing_twins"] == []
+
+
+def test_adam_and_op_kernels(sim):
+    for key in ("adam_step[1]", "adam_step[1028]", "op_table_vs_numpy", "op_table_backward_vs_numpy"):
+        assert sim[key] < TOL, (key, sim[key])
+
+
+def test_training_step_on_cuda_equals_cpu(sim):
+    assert sim["step_changed"] > 1e-3                       # the steps did move the weights
+    assert sim["step_params_abs"] < TOL and sim["step_params"] < TOL
+    assert sim["step_losses"] < TOL
+    assert sim["eval_forward"] == 0.0
+    assert sim["step_float32_grads"] < TOL and sim["step_float32_losses"] < TOL
+
+
+def test_to_round_trip_keeps_weights_and_adam_state(sim):
+    assert sim["to_cuda_device"] == ["cuda", "cuda", "pylgn.kernels.cuda"]
+    assert sim["to_cuda_state"] == 0.0
+    assert sim["to_views"]
+    assert sim["stale_optimizer_raises"]
+    assert sim["round_trip_t"] == [5, 5]
+    assert sim["round_trip"] < TOL
+
+
+def test_checkpoint_loads_on_the_other_device(sim):
+    for src, dst in (("cuda", "cpu"), ("cpu", "cuda")):
+        assert sim[f"checkpoint_{src}_to_{dst}"] < TOL
+        assert sim[f"checkpoint_{src}_to_{dst}_device"] == [dst, dst, 0, 3]
+
+
+def test_gpu_bench_tiny_runs_under_the_simulator():
+    out = run_simulated([os.path.join(ROOT, "bench", "gpu_step.py"), "--tiny"])
+    assert "first step vs CPU: max rel err" in out and "forward" in out, out
+
+
+def test_import_does_not_load_cupy_or_numba_cuda():
+    code = ("import sys, pylgn; bad = [m for m in ('cupy', 'numba.cuda', 'pylgn.kernels.cuda') "
+            "if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_cuda_without_cupy_names_what_is_missing():
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        pytest.skip("the simulator pairing needs no cupy")
+    try:
+        import cupy  # noqa: F401
+        pytest.skip("cupy is installed here")
+    except ImportError:
+        pass
+    import pylgn
+    with pytest.raises(ValueError, match="cupy"):
+        pylgn.Sequential([pylgn.LogicLayer(4, 4)], device="cuda")
+
+
+if __name__ == "__main__":
+    child_main()

@@ -244,10 +244,11 @@ def cmd_eval(args):
     _set_threads(args.threads)
     ckpt = load(args.checkpoint, device=args.device)
     name = args.dataset or ckpt.meta.get("dataset")
-    thresholds = ckpt.meta.get("thresholds")
-    if name is None or thresholds is None:
-        raise UsageError(f"{args.checkpoint}: no dataset/encoding recorded; pass --dataset")
+    if name is None:
+        raise UsageError(f"{args.checkpoint}: no dataset recorded; pass --dataset")
     ds = load_dataset(name, args.data_dir)
+    values = ds.encoded_dim(1)
+    thresholds = ckpt.meta.get("thresholds") or max(1, ckpt.model.in_dim // values)
     if ds.encoded_dim(thresholds) != ckpt.model.in_dim:
         raise UsageError(f"--dataset: {name} with {thresholds} thresholds gives "
                          f"{ds.encoded_dim(thresholds)} inputs, the model takes {ckpt.model.in_dim}")

@@ -160,3 +160,15 @@ def test_console_script(run_dir, tmp_path):
                          text=True, timeout=120)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip() == f"pylgn: error: {tmp_path / 'missing.h5'}: no such checkpoint file"
+
+
+def test_eval_of_a_library_checkpoint(tmp_path, capsys, make_model):
+    model = pylgn.Sequential([pylgn.LogicLayer(192, 100), pylgn.GroupSum(10, 1.0)])
+    pylgn.save(tmp_path / "lib.h5", model)
+    assert main(["eval", str(tmp_path / "lib.h5"), "--dataset", "digits", "--json"]) == 0
+    assert _json(capsys)["steps"] == 0
+    assert main(["eval", str(tmp_path / "lib.h5")]) == 2
+    assert "no dataset recorded; pass --dataset" in capsys.readouterr().err
+    pylgn.save(tmp_path / "small.h5", make_model())
+    assert main(["eval", str(tmp_path / "small.h5"), "--dataset", "digits"]) == 2
+    assert "the model takes 24" in capsys.readouterr().err

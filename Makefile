@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench bench-torch clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,5 +27,15 @@ test: $(VENV)/.installed-test
 bench: $(VENV)/.installed
 	$(BIN)/python bench/train_step.py
 
+# pylgn vs an independent PyTorch implementation; torch lives only in its own venv
+.venv-torch/.installed: setup.cfg pyproject.toml
+	$(PY) -m venv .venv-torch
+	.venv-torch/bin/pip install -q --upgrade pip
+	.venv-torch/bin/pip install -q torch==2.13.0 -e .
+	touch $@
+
+bench-torch: .venv-torch/.installed
+	.venv-torch/bin/python bench/compare_torch.py
+
 clean:
-	rm -rf $(VENV) .numba_cache build *.egg-info
+	rm -rf $(VENV) .venv-torch .numba_cache build *.egg-info

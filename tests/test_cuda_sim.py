@@ -239,6 +239,35 @@ def child_main():
     print("RESULT " + json.dumps(res))
 
 
+def ptx_main():
+    """Without the simulator: compile every kernel to PTX for sm_90 (typing and code generation
+    that the simulator never does). Needs numba's CUDA target with NVVM (numba-cuda[cu12]), no
+    GPU; exits 3 when they are missing."""
+    import types as pytypes
+    from numba import cuda, types
+    try:
+        import numba.cuda.dispatcher as dispatcher
+        dispatcher.get_current_device    # device functions ask the GPU for its compute capability
+        cuda.compile_ptx(lambda a: None, (types.float32[::1],), device=True, cc=(9, 0))
+    except Exception as e:                                      # noqa: BLE001
+        print(f"SKIP: no NVVM / numba-cuda here ({type(e).__name__}: {str(e)[:200]})")
+        sys.exit(3)
+    dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=(9, 0))
+    from pylgn.kernels import cuda as K
+    for dt in (types.float32, types.float64):
+        a1, a2, ci, ri = (types.Array(t, nd, "C") for t, nd in
+                          ((dt, 1), (dt, 2), (types.int32, 2), (types.int32, 1)))
+        d = np.dtype(str(dt))
+        for fn, sig in [(K._forward_kernel(d), (a2, ci, a2, a2)),
+                        (K._forward_discrete_kernel, (a2, ci, a2, a2)),
+                        (K._backward_table_kernel(d), (a2, ci, a2, a2)),
+                        (K._backward_inputs_kernel(d), (a2, ci, ri, ri, a2, a2, types.float64, a2)),
+                        (K._adam_kernel, (a1,) * 4 + (types.float64,) * 7),
+                        (K._op_table_kernel, (a2,) * 4), (K._op_table_backward_kernel, (a2,) * 4)]:
+            cuda.compile_ptx(fn.py_func, sig, cc=(9, 0))
+            print("PTX ok", fn.py_func.__name__, dt)
+
+
 # parent: the tests ---------------------------------------------------------------------------
 
 def run_simulated(args, timeout=600):
@@ -305,6 +334,16 @@ def test_gpu_bench_tiny_runs_under_the_simulator():
     assert "first step vs CPU: max rel err" in out and "forward" in out, out
 
 
+def test_kernels_compile_to_ptx_without_a_gpu():
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--ptx"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode == 3:
+        pytest.skip(proc.stdout.strip())
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert proc.stdout.count("PTX ok") == 14, proc.stdout
+
+
 def test_import_does_not_load_cupy_or_numba_cuda():
     code = ("import sys, pylgn; bad = [m for m in ('cupy', 'numba.cuda', 'pylgn.kernels.cuda') "
             "if m in sys.modules]; print(bad); sys.exit(bool(bad))")
@@ -326,4 +365,4 @@ def test_cuda_without_cupy_names_what_is_missing():
 
 
 if __name__ == "__main__":
-    child_main()
+    ptx_main() if "--ptx" in sys.argv else child_main()

@@ -23,6 +23,7 @@ from numba import config, cuda, float64, from_dtype
 
 SIMULATED = bool(config.ENABLE_CUDASIM)
 MAX_ROWS = 64                 # 2**6: the largest truth table (arity 6)
+HALF_ROWS = 32                # fold scratch: a table halved once
 CHUNK = 8                     # table rows reduced per shared-memory pass (backward to the table)
 
 # Launch shapes. The simulator runs every thread as a Python thread (~0.5 ms each), so under it
@@ -125,7 +126,7 @@ def _reduce_rows(acc, P, sh, ty, tx, dtable, g, live):
     tx, tx + RED_X, ... in a fixed order (deterministic). Every thread of the block must call it.
     """
     for c0 in range(0, P, CHUNK):
-        rows = min(CHUNK, P - c0)
+        rows = P - c0 if P - c0 < CHUNK else CHUNK     # (no min(): the built-in target lacks it)
         for j in range(rows):
             sh[ty, j, tx] = acc[c0 + j]
         cuda.syncthreads()
@@ -145,7 +146,7 @@ def _forward_kernel(dt):
     @cuda.jit
     def kernel(x, conn, table, y):
         n, G = conn.shape
-        t = cuda.local.array(MAX_ROWS // 2, dt)
+        t = cuda.local.array(HALF_ROWS, dt)
         s0, g0 = cuda.grid(2)
         ss, gs = cuda.gridsize(2)
         for g in range(g0, G, gs):
@@ -196,8 +197,8 @@ def _backward_inputs_kernel(dt):
     @cuda.jit
     def kernel(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx):
         n, G = conn.shape
-        d = cuda.local.array(MAX_ROWS // 2, dt)
-        t = cuda.local.array(MAX_ROWS // 2, dt)
+        d = cuda.local.array(HALF_ROWS, dt)
+        t = cuda.local.array(HALF_ROWS, dt)
         s0, i0 = cuda.grid(2)
         ss, is_ = cuda.gridsize(2)
         for i in range(i0, dx.shape[0], is_):
@@ -229,7 +230,8 @@ def _op_table_kernel(w, tables, p, omega):
     for g in range(cuda.grid(1), w.shape[0], cuda.gridsize(1)):
         mx = w[g, 0]
         for i in range(1, w.shape[1]):
-            mx = max(mx, w[g, i])
+            if w[g, i] > mx:
+                mx = w[g, i]
         z = 0.0
         for i in range(w.shape[1]):
             p[g, i] = math.exp(w[g, i] - mx)

@@ -1,4 +1,5 @@
 """pylgn: differentiable logic gate networks with the input-wise parametrization, on numpy + numba."""
+from .circuit import Circuit
 from .layers import GroupSum, LogicLayer
 from .conv import LogicConv2d, OrPool2d
 from .loss import softmax_cross_entropy
@@ -9,4 +10,4 @@ from .train import Trainer
 
 __version__ = "0.1.0"
 
-__all__ = ["Adam", "Trainer", "load", "save", "GroupSum", "LogicConv2d", "LogicLayer", "OrPool2d", "Sequential", "softmax_cross_entropy"]
+__all__ = ["Adam", "Circuit", "Trainer", "load", "save", "GroupSum", "LogicConv2d", "LogicLayer", "OrPool2d", "Sequential", "softmax_cross_entropy"]

@@ -114,6 +114,11 @@ class Sequential:
     def zero_grad(self):
         self.grads[...] = 0
 
+    def to_circuit(self):
+        """pylgn.Circuit of the discretized model (exact: scores / tau == eval() forward)."""
+        from .circuit import from_model
+        return from_model(self)
+
     def forward(self, x):
         """x (batch, in_dim) in [0, 1] -> (batch, out_dim): relaxed in train(), exact 0/1 gates in eval()."""
         xp = self.backend.xp

@@ -276,6 +276,8 @@ def _check_graph(in_dim, arity, sources, codes, outputs):
 
 def _int_array(name, a):
     a = np.asarray(a)
+    if a.size == 0 and a.ndim == 1:
+        return a.astype(np.int64)
     if a.dtype.kind not in "iu" or a.ndim != 1:
         raise ValueError(f"{name}: expected a 1-D integer array, got dtype {a.dtype} shape {a.shape}")
     return a
@@ -407,6 +409,7 @@ class _Builder:
         """Keep the gates the outputs depend on, renumbered in order."""
         live = np.zeros(self.in_dim + self.num_gates, dtype=bool)
         live[outputs] = True
+        live[:self.in_dim] = True                    # inputs keep their ids
         ptr = np.concatenate([[0], np.cumsum(self.arity, dtype=np.int64)])
         for g in range(self.num_gates - 1, -1, -1):
             if live[self.in_dim + g]:

@@ -330,7 +330,8 @@ def test_checkpoint_loads_on_the_other_device(sim):
 
 
 def test_gpu_bench_tiny_runs_under_the_simulator():
-    out = run_simulated([os.path.join(ROOT, "bench", "gpu_step.py"), "--tiny"])
+    out = run_simulated([os.path.join(ROOT, "bench", "gpu_step.py"), "--tiny", "--steps", "1",
+                         "--warmup", "0"])
     assert "first step vs CPU: max rel err" in out and "forward" in out, out
 
 

@@ -23,7 +23,8 @@ from numba import config, cuda, float64, from_dtype
 
 SIMULATED = bool(config.ENABLE_CUDASIM)
 MAX_ROWS = 64                 # 2**6: the largest truth table (arity 6)
-HALF_ROWS = 32                # fold scratch: a table halved once
+HALF_ROWS = 32                # a difference table: 2**(6-1)
+FOLD_ROWS = 16                # fold scratch: a table after its last two inputs, 2**(6-2)
 CHUNK = 8                     # table rows reduced per shared-memory pass (backward to the table)
 
 # Launch shapes. The simulator runs every thread as a Python thread (~0.5 ms each), so under it
@@ -79,20 +80,35 @@ def _input(p, skip):
 
 
 @cuda.jit(device=True)
+def _quad(v, o, p, q):
+    """Bilinear extension of v[o:o+4] (rows 00, 01, 10, 11 of inputs p, q) at (p, q):
+    w0 + q (w1 - w0) + p (w2 - w0 + q (w3 - w2 - w1 + w0))."""
+    w0 = v[o]
+    c1 = v[o + 1] - w0
+    return w0 + q * c1 + p * (v[o + 2] - w0 + q * (v[o + 3] - v[o + 2] - c1))
+
+
+@cuda.jit(device=True)
 def _fold(vals, m, x, conn, g, skip, s, t):
     """Multilinear extension of ``vals`` (2**m rows) at sample s of gate g's inputs but ``skip``.
 
-    Folds the last input first: t[i] = v[2i] + x_last (v[2i+1] - v[2i]), then the next input up
-    on the halved table; 2**m - 1 lerps, as the CPU kernel.
+    The last two inputs fold in one pass (``_quad`` per group of four rows) and each input further
+    up halves the table by a lerp, t[i] = t[2i] + x (t[2i+1] - t[2i]), as the CPU kernel does;
+    for m <= 2 no scratch is touched, so the common gates stay in registers.
     """
     if m == 0:
         return vals[0]
-    xv = x[conn[_input(m - 1, skip), g], s]
-    for i in range(1 << (m - 1)):
-        t[i] = vals[2 * i] + xv * (vals[2 * i + 1] - vals[2 * i])
-    for p in range(m - 2, -1, -1):
-        xv = x[conn[_input(p, skip), g], s]
-        for i in range(1 << p):
+    q = x[conn[_input(m - 1, skip), g], s]
+    if m == 1:
+        return vals[0] + q * (vals[1] - vals[0])
+    p = x[conn[_input(m - 2, skip), g], s]
+    if m == 2:
+        return _quad(vals, 0, p, q)
+    for i in range(1 << (m - 2)):
+        t[i] = _quad(vals, 4 * i, p, q)
+    for j in range(m - 3, -1, -1):
+        xv = x[conn[_input(j, skip), g], s]
+        for i in range(1 << j):
             t[i] = t[2 * i] + xv * (t[2 * i + 1] - t[2 * i])
     return t[0]
 
@@ -146,7 +162,7 @@ def _forward_kernel(dt):
     @cuda.jit
     def kernel(x, conn, table, y):
         n, G = conn.shape
-        t = cuda.local.array(HALF_ROWS, dt)
+        t = cuda.local.array(FOLD_ROWS, dt)
         s0, g0 = cuda.grid(2)
         ss, gs = cuda.gridsize(2)
         for g in range(g0, G, gs):
@@ -198,7 +214,7 @@ def _backward_inputs_kernel(dt):
     def kernel(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx):
         n, G = conn.shape
         d = cuda.local.array(HALF_ROWS, dt)
-        t = cuda.local.array(HALF_ROWS, dt)
+        t = cuda.local.array(FOLD_ROWS, dt)
         s0, i0 = cuda.grid(2)
         ss, is_ = cuda.gridsize(2)
         for i in range(i0, dx.shape[0], is_):

@@ -201,7 +201,27 @@ def training_errors(rng):
                             rel_err(moved_opt.v, ref_opt.v))
     res["round_trip_t"] = [moved_opt.t, ref_opt.t]
     res.update(checkpoint_errors(models, opts))
+    res["to_conv_net"] = conv_round_trip(rng)
     return res
+
+
+def conv_round_trip(rng):
+    """A conv net (LogicConv2d, OrPool2d) moved cpu -> cuda -> cpu gives the same forward and
+    gradients on each device."""
+    import pylgn
+    from pylgn.conv import LogicConv2d, OrPool2d
+    model = pylgn.Sequential([LogicConv2d(2, 3, 5, tree_depth=2), OrPool2d(3, 5),
+                              LogicConv2d(3, 2, 2, arity=3, tree_depth=1), pylgn.LogicLayer(8, 6),
+                              pylgn.GroupSum(2, 1.0)], seed=3, dtype=np.float64)
+    x, y = rng.random((3, 50)), np.array([0, 1, 1])
+    outs = []
+    for device in ("cpu", "cuda", "cpu"):
+        model.to(device).zero_grad()
+        f = model.forward(x)
+        model.backward(pylgn.softmax_cross_entropy(f, y)[1])
+        outs.append((f, model.grads.copy(), model.device))
+    return [worst(*(rel_err(a, b) for a, b in zip(o[:2], outs[0][:2]))) for o in outs[1:]] + \
+        [o[2] for o in outs]
 
 
 def checkpoint_errors(models, opts):
@@ -321,6 +341,8 @@ def test_to_round_trip_keeps_weights_and_adam_state(sim):
     assert sim["stale_optimizer_raises"]
     assert sim["round_trip_t"] == [5, 5]
     assert sim["round_trip"] < TOL
+    assert max(sim["to_conv_net"][:2]) < 1e-12                  # float64 conv net
+    assert sim["to_conv_net"][2:] == ["cpu", "cuda", "cpu"]
 
 
 def test_checkpoint_loads_on_the_other_device(sim):

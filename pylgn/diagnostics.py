@@ -122,5 +122,5 @@ def gate_histogram(layer, top_k=10):
     values, counts = np.unique(keys, axis=0, return_counts=True)
     order = np.argsort(-counts, kind="stable")[:top_k]
     return dict(gate_counts=None, distinct_tables=int(len(values)),
-                table_classes=[[int(values[i, 0]).bit_length() - 1, int(values[i, 1]), int(counts[i])]
-                               for i in order])
+                table_classes=[[int(values[i, 0]).bit_length() - 1, int(values[i, 1]),
+                                int(counts[i])] for i in order])

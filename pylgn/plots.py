@@ -9,7 +9,8 @@ Each function saves ``path`` and returns it.
 - ``grad_norms(diag)``: a gradient norm per layer on a log scale (paper Figs. 7/18), from one or
   several ``pylgn.diagnostics.collect`` results.
 - ``gate_distribution(diag)``: stacked fractions of the 16 two-input gates per layer.
-- ``output_distribution(diag)``: per-layer histogram of the relaxed outputs in [0, 1] (paper Fig. 3).
+- ``output_distribution(diag)``: per-layer histogram of the relaxed outputs in [0, 1]
+  (paper Fig. 3).
 """
 import numpy as np
 

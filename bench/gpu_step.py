@@ -144,9 +144,9 @@ def layer_kernels(layer, batch, xp):
          rows_in + tab + wire + rows_out),
         ("gate_backward_table", lambda: k.gate_backward_table(x, conn, dy, dtable),
          rows_in + rows_out + wire + tab),
-        ("gate_backward", lambda: k.gate_backward(
-            x, conn, rev_ptr, rev_idx, table, dy, 1.0, dx, dtable),
-         2 * rows_in + rows_out + 2 * tab + 2 * wire + (I + 1) * 4),
+        ("gate_backward_inputs", lambda: k.gate_backward_inputs(
+            x, conn, rev_ptr, rev_idx, table, dy, 1.0, dx),
+         2 * rows_in + rows_out + tab + wire + (I + 1) * 4),
     ]
     if layer.param == "op":
         soft, omega, dw = xp.empty_like(w), xp.empty((G, 4), np.float32), xp.empty_like(w)

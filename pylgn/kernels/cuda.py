@@ -313,13 +313,6 @@ def gate_backward_inputs(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx):
         float(grad_factor), _dev(dx))
 
 
-def gate_backward(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx, dtable):
-    """Both gradients, ``gate_backward_table`` then ``gate_backward_inputs`` (two launches: the
-    table gradient reduces per gate, the input gradient gathers per input)."""
-    gate_backward_table(x, conn, dy, dtable)
-    gate_backward_inputs(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx)
-
-
 def adam_step(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
     """One Adam step over flat arrays (decoupled weight decay, bias-corrected):
 

@@ -12,6 +12,7 @@ import pytest
 
 import pylgn
 import reference as ref
+from pylgn.init import INITS
 from pylgn.circuit import from_model
 from pylgn.conv import (ARCHS, LogicConv2d, OrPool2d, build_arch, cdlgn, gate_count,
                         memory_estimate, or_tree)
@@ -96,6 +97,16 @@ def test_conv_discrete_forward_matches_loop(kw, cin, cout, size):
     tables = [np.asarray(level.discrete_table()) for level in layer.levels]
     expected = conv_loop(layer, x.T, tables, lookup)
     np.testing.assert_array_equal(model.eval().forward(x.astype(np.float64)), expected.T)
+
+
+@pytest.mark.parametrize("init", INITS)
+@pytest.mark.parametrize("param", ["iwp", "op"])
+def test_every_initialization(init, param):
+    layer, model = conv_model(dict(param=param, tree_depth=2), 2, 3, 4, init=init)
+    x = np.random.default_rng(16).random((2, layer.in_dim))
+    tables = [ref.relaxed_table(level) for level in layer.levels]
+    np.testing.assert_allclose(model.forward(x), conv_loop(layer, x.T, tables, multilinear).T,
+                               rtol=1e-12, atol=1e-12)
 
 
 def test_leaves_follow_channel_rules():

@@ -119,9 +119,16 @@ class Circuit:
 
     def evaluate(self, x):
         """Output bits (batch, num_outputs) bool for bits x (array or PackedBits)."""
+        out = self.evaluate_packed(x)
+        return unpack_bits(out.words, out.n).T
+
+    def evaluate_packed(self, x):
+        """Output bits as PackedBits (num_outputs, words); bits past the batch are zero."""
         px = self._packed(x)
-        bits = self._run(px, 0)
-        return unpack_bits(bits, px.n).T
+        words = self._run(px, 0)
+        if px.n % 64:
+            words[:, -1] &= np.uint64((1 << (px.n % 64)) - 1)
+        return PackedBits(words, px.n)
 
     def scores(self, x):
         """(batch, k) int32: ones per group of outputs; model.eval().forward(x) == scores / tau."""
@@ -259,10 +266,12 @@ def _check_graph(in_dim, arity, sources, codes, outputs):
     ptr = np.zeros(G + 1, dtype=np.int64)
     np.cumsum(arity, out=ptr[1:])
     if src.shape[0] != ptr[-1]:
-        raise ValueError(f"sources: expected {ptr[-1]} entries (the sum of arity), got {src.shape[0]}")
+        raise ValueError(f"sources: expected {ptr[-1]} entries (the sum of arity), "
+                         f"got {src.shape[0]}")
     limit = in_dim + np.repeat(np.arange(G), arity)
     if src.shape[0] and (src.min() < 0 or (src >= limit).any()):
-        raise ValueError("sources: gate g may read only inputs and gates before it (node < in_dim + g)")
+        raise ValueError("sources: gate g may read only inputs and gates before it "
+                         "(node < in_dim + g)")
     if codes.shape[0] != G or (codes.shape[0] and codes.min() < 0):
         raise ValueError(f"codes: expected {G} non-negative table codes")
     codes = codes.astype(np.uint64)
@@ -397,7 +406,8 @@ class _Builder:
         return self.index[key], 0, 0
 
     def materialize(self, node, v):
-        """Output node for a resolved value: the node, a NOT gate, or a constant gate (reads input 0)."""
+        """Output node for a resolved value: the node, a NOT gate or a constant gate (reading
+        input 0)."""
         if node >= 0 and not v:
             return node
         before = self.num_gates
@@ -507,8 +517,8 @@ def _header(c, lines):
             f"outputs, depth {c.depth}, {k}."] + lines
 
 
-_C_DOC = """Bits are packed 64 samples per uint64_t word, sample-major: word w holds samples 64w..64w+63,
-bit b = sample 64w + b. Gates no output depends on are left out.
+_C_DOC = """Bits are packed 64 samples per uint64_t word, sample-major: word w holds samples
+64w..64w+63, bit b = sample 64w + b. Gates no output depends on are left out.
 
   void pylgn_circuit(const uint64_t *in, uint64_t *out, size_t words);
       in[w * PYLGN_IN_DIM + i] = input i, out[w * PYLGN_N_OUT + j] = output j, for w < words.
@@ -563,7 +573,8 @@ _V_DOC = """module pylgn_circuit(x, y[, scores]), purely combinational:
   input  [IN_DIM-1:0] x        x[i] = input i
   output [N_OUT-1:0]  y        y[j] = output j (the last layer's bits)
   output [K*W-1:0]    scores   (only when k is set) class c's count of ones among outputs
-                               c*M .. c*M+M-1 in scores[c*W +: W], W = bits of M; logits = scores / tau."""
+                               c*M .. c*M+M-1 in scores[c*W +: W], W = bits of M;
+                               the model's logits = scores / tau."""
 
 
 def _to_verilog(c):

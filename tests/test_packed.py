@@ -72,6 +72,10 @@ def test_layers_every_arity_match_numpy(arity, batch):
     x = rng.integers(0, 2, size=(batch, 12)).astype(bool)
     assert np.array_equal(c.evaluate(x), numpy_eval(c, x))
     assert np.array_equal(c.scores(x), numpy_scores(c, x))
+    words = c.evaluate_packed(x).words
+    assert words.shape == (20, -(-batch // 64))
+    if batch % 64:                                        # the tail past the batch is masked
+        assert not (words[:, -1] >> np.uint64(batch % 64)).any()
 
 
 def test_graph_circuits_exhaustive():

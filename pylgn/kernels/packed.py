@@ -7,9 +7,9 @@ compiler at run time.
 Layout. Inputs are packed feature-major, ``x[i, w]`` bit ``b`` = input ``i`` of sample
 ``64 w + b``. The kernel works on blocks of a few words (``block_words``: as wide as fits the
 node scratch in about 2 MiB per thread, up to 2048 samples), carries each block through the whole
-circuit while it is hot in cache, and runs the blocks in parallel. Node values live in a scratch buffer of ``n_slots`` rows; slots are reused
-once a node's last reader has run (linear-scan allocation), so the buffer holds the live
-frontier of the circuit rather than every node.
+circuit while it is hot in cache, and runs the blocks in parallel. Node values live in a scratch
+buffer of ``n_slots`` rows; slots are reused once a node's last reader has run (linear-scan
+allocation), so the buffer holds the live frontier of the circuit rather than every node.
 
 Gates, in plan order (sorted by level, then opcode, so the dispatch branch is predictable):
 

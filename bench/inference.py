@@ -144,9 +144,10 @@ def compare(name, c, x, rounds):
     ref = c.predict(px)
     if not np.array_equal(cc.predict(cin, n), ref):
         raise RuntimeError(f"{name}: C and pylgn predictions differ")
-    out = np.empty((cin.shape[0], c.num_outputs), dtype=np.uint64)
+    out = np.empty((cin.shape[0], c.num_outputs), dtype=np.uint64)     # both write in place
+    py_out = np.empty((c.num_outputs, cin.shape[0]), dtype=np.uint64)
     runs = dict(py_pred=lambda: c.predict(px), c_pred=lambda: cc.predict(cin, n),
-                py_bits=lambda: c.evaluate_packed(px), c_bits=lambda: cc.bits(cin, out))
+                py_bits=lambda: c.evaluate_packed(px, out=py_out), c_bits=lambda: cc.bits(cin, out))
     times = {k: [] for k in runs}
     for _ in range(rounds):
         for key, fn in runs.items():

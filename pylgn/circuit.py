@@ -122,10 +122,15 @@ class Circuit:
         out = self.evaluate_packed(x)
         return unpack_bits(out.words, out.n).T
 
-    def evaluate_packed(self, x):
-        """Output bits as PackedBits (num_outputs, words); bits past the batch are zero."""
+    def evaluate_packed(self, x, out=None):
+        """Output bits as PackedBits (num_outputs, words); bits past the batch are zero.
+        ``out``: optional C-contiguous uint64 array of that shape to write into (no allocation)."""
         px = self._packed(x)
-        words = self._run(px, 0)
+        shape = (self.num_outputs, px.words.shape[1])
+        if out is not None and (not isinstance(out, np.ndarray) or out.shape != shape
+                                or out.dtype != np.uint64 or not out.flags.c_contiguous):
+            raise ValueError(f"out: expected a C-contiguous uint64 array of shape {shape}")
+        words = self._run(px, 0, out)
         if px.n % 64:
             words[:, -1] &= np.uint64((1 << (px.n % 64)) - 1)
         return PackedBits(words, px.n)
@@ -155,19 +160,11 @@ class Circuit:
             return x
         return self.pack(x)
 
-    def _run(self, px, k):
+    def _run(self, px, k, out=None):
         import numba
-        from .kernels.packed import block_words, run_circuit
-        p = self.plan()
-        nw, threads = px.words.shape[1], numba.get_num_threads()
-        bits = np.empty((self.num_outputs, nw) if k == 0 else (1, 1), dtype=np.uint64)
-        scores = np.empty((px.n, k) if k else (1, 1), dtype=np.int32)
-        words = block_words(p["n_slots"], nw, threads)
-        chunks = max(1, min(threads, -(-nw // words)))
-        run_circuit(np.ascontiguousarray(px.words), px.n, words, chunks, p["n_slots"], p["op"],
-                    p["ptr"], p["src"], p["dst"], p["arity"], p["table"], p["out"], k, bits,
-                    scores)
-        return bits if k == 0 else scores
+        from .kernels.packed import run_circuit
+        return run_circuit(np.ascontiguousarray(px.words), px.n, self.plan(), k,
+                           numba.get_num_threads(), out)
 
     # -- simplification ---------------------------------------------------------------------
 

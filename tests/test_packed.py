@@ -74,6 +74,10 @@ def test_layers_every_arity_match_numpy(arity, batch):
     assert np.array_equal(c.scores(x), numpy_scores(c, x))
     words = c.evaluate_packed(x).words
     assert words.shape == (20, -(-batch // 64))
+    out = np.full(words.shape, 7, dtype=np.uint64)
+    assert c.evaluate_packed(x, out=out).words is out and np.array_equal(out, words)
+    with pytest.raises(ValueError, match="out"):
+        c.evaluate_packed(x, out=out[:, :0])
     if batch % 64:                                        # the tail past the batch is masked
         assert not (words[:, -1] >> np.uint64(batch % 64)).any()
 
@@ -88,19 +92,36 @@ def test_graph_circuits_exhaustive():
 
 
 @pytest.mark.parametrize("words", [1, 2, 3, 8, 32])
-@pytest.mark.parametrize("chunks", [1, 2, 5])
-def test_block_width_and_chunks_do_not_change_results(words, chunks):
-    rng = np.random.default_rng(words + 10 * chunks)
+def test_block_width_and_ranges_do_not_change_results(words):
+    """run_blocks over any block width, the blocks split in uneven ranges, equals numpy."""
+    rng = np.random.default_rng(words)
     c = random_graph(rng, 16, 300, 40, k=5)
     x = rng.integers(0, 2, size=(777, 16)).astype(bool)
     px, p = c.pack(x), c.plan()
     scores = np.empty((777, 5), dtype=np.int32)
     bits = np.empty((40, px.words.shape[1]), dtype=np.uint64)
-    for k, out in ((5, scores), (0, bits)):
-        packed.run_circuit(px.words, px.n, words, chunks, p["n_slots"], p["op"], p["ptr"],
-                           p["src"], p["dst"], p["arity"], p["table"], p["out"], k, bits, scores)
+    nb = -(-px.words.shape[1] // words)
+    cuts = sorted({0, nb, *rng.integers(0, nb + 1, size=3).tolist()})
+    for k in (5, 0):
+        for b0, b1 in zip(cuts[:-1], cuts[1:]):
+            buf = packed.aligned_empty((p["n_slots"], words))
+            assert buf.ctypes.data % 64 == 0
+            packed.run_blocks(px.words, px.n, b0, b1, buf, packed.aligned_empty((32, words)),
+                              packed.aligned_empty((packed.MAX_LEVELS, 2, words)), p["op"],
+                              p["ptr"], p["src"], p["dst"], p["arity"], p["table"], p["out"], k,
+                              bits, scores)
     assert np.array_equal(scores, numpy_scores(c, x))
     assert np.array_equal(unpack_bits(bits, 777).T, numpy_eval(c, x))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_threads_do_not_change_results(threads):
+    rng = np.random.default_rng(threads)
+    c = random_graph(rng, 16, 200, 30, k=3)
+    x = rng.integers(0, 2, size=(5000, 16)).astype(bool)
+    px = c.pack(x)
+    assert np.array_equal(packed.run_circuit(px.words, px.n, c.plan(), 3, threads),
+                          numpy_scores(c, x))
 
 
 @pytest.mark.parametrize("group", [1, 2, 3, 5, 64, 255, 1000])

@@ -29,6 +29,7 @@ from pylgn import diagnostics
 from pylgn.data import load_digits
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
+SUFFIX = [""]          # --suffix: appended to output file names (set by main)
 VARIANTS = {"IWP+RI": ("iwp", "residual", None), "OP+RI": ("op", "residual", None),
             "OP+gauss": ("op", "gaussian", None), "IWP+gauss": ("iwp", "gaussian", None),
             "IWP+gauss s=1": ("iwp", "gaussian", 1.0)}     # (param, init, sigma; None = default)
@@ -64,7 +65,7 @@ def write_table(name, title, header, rows, notes=()):
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     lines += [""] + [f"- {n}" for n in notes]
     text = "\n".join(lines) + "\n"
-    with open(os.path.join(OUT, f"{name}.md"), "w") as f:
+    with open(os.path.join(OUT, f"{name}{SUFFIX[0]}.md"), "w") as f:
         f.write(text)
     print(text)
 
@@ -85,7 +86,7 @@ def figure(width=6.4, height=4.0, cols=1):
 
 def save(fig, name):
     fig.tight_layout()
-    path = os.path.join(OUT, f"{name}.png")
+    path = os.path.join(OUT, f"{name}{SUFFIX[0]}.png")
     fig.savefig(path)
     print(f"wrote {path}")
 
@@ -102,17 +103,32 @@ def train(variant, data, width, depth, steps, seed, eval_every, lr=0.01, batch=1
 # 1. memory -----------------------------------------------------------------------------------
 
 def rss_child(args):
-    """(subprocess) build a model, run one training step, print state bytes and peak RSS."""
-    x = (np.random.default_rng(0).random((args.batch, args.in_dim)) < 0.3).astype(np.float32)
-    y = np.arange(args.batch) % 10
-    model = make_model(args.variant, args.in_dim, args.width, args.depth)
-    opt = pylgn.Adam(model)
-    _, d = pylgn.softmax_cross_entropy(model.forward(x), y)
-    model.backward(d)
-    opt.step()
-    state = model.params.nbytes + opt.m.nbytes + opt.v.nbytes
-    print(json.dumps(dict(state=state, params=model.params.nbytes,
+    """(subprocess) Warm up on a tiny model of the same variant (kernels loaded), reset the
+    kernel's peak-RSS mark (/proc/self/clear_refs, "5"), then build the model and run one training
+    step; print the state bytes, the process peak (getrusage) and the step's own peak above the
+    warmed-up process (VmHWM - VmRSS before the model existed)."""
+    def step(width, depth, in_dim):
+        x = (np.random.default_rng(0).random((args.batch, in_dim)) < 0.3).astype(np.float32)
+        model = make_model(args.variant, in_dim, width, depth)
+        opt = pylgn.Adam(model)
+        _, d = pylgn.softmax_cross_entropy(model.forward(x), np.arange(args.batch) % 10)
+        model.backward(d)
+        opt.step()
+        return model, opt
+    step(20, 1, 20)
+    base = _proc_status("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    model, opt = step(args.width, args.depth, args.in_dim)
+    print(json.dumps(dict(state=model.params.nbytes + opt.m.nbytes + opt.v.nbytes,
+                          params=model.params.nbytes, step_peak=_proc_status("VmHWM") - base,
                           maxrss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)))
+
+
+def _proc_status(key):
+    """Bytes of a kB field of /proc/self/status (VmRSS, VmHWM)."""
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith(key + ":"))
 
 
 def run_child(variant, width, depth, batch, in_dim):
@@ -125,55 +141,57 @@ def run_child(variant, width, depth, batch, in_dim):
 def memory(args):
     configs = [("DLGN-M shape: 4 x 128,000, in 9,216 bits", 128000, 4, 100, 9216),
                ("deep: 20 x 8,000, in 192 bits", 8000, 20, 16, 192)]
-    base = run_child("IWP+RI", 10, 1, 1, 10)
     rows, bars = [], []
+    mib = lambda b: b / 2**20                                          # noqa: E731
     for label, width, depth, batch, in_dim in configs:
         res = {v: run_child(v, width, depth, batch, in_dim) for v in ("IWP+RI", "OP+RI")}
         for v, r in res.items():
-            rows.append([label, v, f"batch {batch}", f"{r['params'] / 2**20:.1f}",
-                         f"{r['state'] / 2**20:.1f}", f"{r['maxrss'] / 2**20:.0f}",
-                         f"{(r['maxrss'] - base['maxrss']) / 2**20:.0f}"])
+            rows.append([label, v, f"batch {batch}", f"{mib(r['params']):.1f}",
+                         f"{mib(r['state']):.1f}", f"{mib(r['step_peak']):.0f}",
+                         f"{mib(r['maxrss']):.0f}"])
         op, iwp = res["OP+RI"], res["IWP+RI"]
-        rows.append([label, "OP/IWP", "", f"{op['params'] / iwp['params']:.2f}x",
-                     f"{op['state'] / iwp['state']:.2f}x", f"{op['maxrss'] / iwp['maxrss']:.2f}x",
-                     f"{(op['maxrss'] - base['maxrss']) / (iwp['maxrss'] - base['maxrss']):.2f}x"])
+        rows.append([label, "OP/IWP", "", *(f"{op[k] / iwp[k]:.2f}x" for k in
+                                            ("params", "state", "step_peak", "maxrss"))])
         bars.append((label.split(":")[0], iwp, op))
     write_table("memory", "Memory: IWP vs OP (float32, one training step in a fresh process)",
-                ["model", "variant", "step", "params MiB", "params+Adam MiB", "peak RSS MiB",
-                 "peak RSS above baseline MiB"], rows,
-                [f"baseline = the same process with a 10-gate model: "
-                 f"{base['maxrss'] / 2**20:.0f} MiB "
-                 "(interpreter, numpy, numba, compiled kernels)",
-                 "peak RSS includes the activations kept for backward (batch x gates x 4 B), "
-                 "the same for both parametrizations"])
+                ["model", "variant", "step", "params MiB", "params+Adam MiB",
+                 "step peak RSS MiB", "process peak RSS MiB"], rows,
+                ["step peak = VmHWM after building the model and one forward/backward/Adam step, "
+                 "minus VmRSS of the warmed-up process (peak mark reset via /proc/self/clear_refs)",
+                 "process peak = resource.getrusage ru_maxrss (includes the interpreter, numpy, "
+                 "numba and the compiled kernels, ~180 MiB)",
+                 "the step peak also holds the activations kept for backward (batch x gates x 4 B "
+                 "per layer), the same for both parametrizations"])
     fig, (ax,) = figure(6.4, 3.6)
     for i, (name, iwp, op) in enumerate(bars):
         for j, (v, r) in enumerate((("IWP", iwp), ("OP", op))):
-            ax.bar(3 * i + j, r["state"] / 2**20, color=f"C{j}", label=v if i == 0 else None)
-            ax.bar(3 * i + j, (r["maxrss"] - base["maxrss"] - r["state"]) / 2**20,
-                   bottom=r["state"] / 2**20, color=f"C{j}", alpha=0.35)
+            ax.bar(3 * i + j, mib(r["state"]), color=f"C{j}", label=v if i == 0 else None)
+            ax.bar(3 * i + j, mib(r["step_peak"] - r["state"]), bottom=mib(r["state"]),
+                   color=f"C{j}", alpha=0.35)
     ax.set_xticks([0.5, 3.5], [b[0] for b in bars])
-    ax.set_ylabel("MiB (solid: params+Adam, light: rest of peak RSS)")
+    ax.set_ylabel("MiB")
+    ax.set_title("solid: params + Adam state; light: rest of the step's peak RSS", fontsize=9)
     ax.legend()
     save(fig, "memory")
 
 
 # 2. timing -----------------------------------------------------------------------------------
 
-def time_phases(model, x, y, repeats):
-    """Median forward and backward (loss gradient + backward) seconds after one warm-up."""
-    fwd, bwd = [], []
+def time_phases(models, x, y, repeats):
+    """{name: (median forward s, median backward s)}; the models alternate pass by pass (so load
+    from other jobs hits both alike), after one warm-up pass each. Backward = loss gradient +
+    model.backward."""
+    times = {v: [] for v in models}
     for r in range(repeats + 1):
-        t0 = time.perf_counter()
-        logits = model.forward(x)
-        t1 = time.perf_counter()
-        _, d = pylgn.softmax_cross_entropy(logits, y)
-        model.backward(d)
-        t2 = time.perf_counter()
-        if r:
-            fwd.append(t1 - t0)
-            bwd.append(t2 - t1)
-    return float(np.median(fwd)), float(np.median(bwd))
+        for v, model in models.items():
+            t0 = time.perf_counter()
+            logits = model.forward(x)
+            t1 = time.perf_counter()
+            _, d = pylgn.softmax_cross_entropy(logits, y)
+            model.backward(d)
+            if r:
+                times[v].append((t1 - t0, time.perf_counter() - t1))
+    return {v: np.median(t, axis=0) for v, t in times.items()}
 
 
 def timing(args):
@@ -183,27 +201,21 @@ def timing(args):
     rows, res = [], {}
     for batch in (1, 16, 256):
         x = (rng.random((batch, 192)) < 0.3).astype(np.float32)
-        y = rng.integers(0, 10, batch)
-        for rnd in range(2):                      # two interleaved rounds against load drift
-            for v, m in models.items():
-                t = time_phases(m, x, y, args.repeats)
-                res.setdefault((batch, v), []).append(t)
-        f = {v: np.min(res[(batch, v)], axis=0) for v in models}
+        f = res[batch] = time_phases(models, x, rng.integers(0, 10, batch), args.repeats)
         rows.append([batch, *(f"{f[v][0] * 1e3:.2f}" for v in models),
                      *(f"{f[v][1] * 1e3:.2f}" for v in models),
                      f"{f['OP+RI'][0] / f['IWP+RI'][0]:.2f}x",
                      f"{f['OP+RI'][1] / f['IWP+RI'][1]:.2f}x"])
     write_table("timing", f"Forward/backward time, {depth} layers x {width} gates, float32 (ms)",
                 ["batch", "fwd IWP", "fwd OP", "bwd IWP", "bwd OP", "fwd OP/IWP", "bwd OP/IWP"],
-                rows, [f"median of {args.repeats} timed passes after one warm-up, best of two "
-                       "interleaved rounds; backward = loss gradient + model.backward",
+                rows, [f"median of {args.repeats} passes per model after one warm-up, IWP and OP "
+                       "alternating pass by pass; backward = loss gradient + model.backward",
                        "paper (GPU, 80 x 128k): bwd OP/IWP 1.86x at batch 1, ~1.65x at 8, "
                        "~1.45x at 64, ~1.15x at 256; fwd ~1.1x at batch 1"])
     fig, axes = figure(8.0, 3.4, cols=2)
     for ax, phase, name in ((axes[0], 0, "forward"), (axes[1], 1, "backward")):
         for v in models:
-            ms = [np.min(res[(b, v)], axis=0)[phase] * 1e3 for b in (1, 16, 256)]
-            ax.loglog([1, 16, 256], ms, "o-", label=v)
+            ax.loglog([1, 16, 256], [res[b][v][phase] * 1e3 for b in (1, 16, 256)], "o-", label=v)
         ax.set_xlabel("batch")
         ax.set_ylabel("ms")
         ax.set_title(name)
@@ -305,14 +317,15 @@ def gradnorm(args):
     write_table("gradnorm", f"Parameter-gradient norm per layer at init: {layers_n} layers x "
                 f"{width} gates, float64, one digits batch of 100",
                 ["variant", "layer 0", f"layer {layers_n // 4}", f"layer {layers_n // 2}",
-                 f"layer {layers_n - 1}", "||dL/d input||"], rows,
+                 f"layer {layers_n - 1}", "norm of dL/d(model input)"], rows,
                 ["paper (40 layers, CIFAR-100): OP+gauss ~1e-34 at the input side, "
                  "IWP+gauss ~1e-16, IWP+RI and OP+RI 1e-8..1e-5 with IWP+RI higher",
                  "gauss: OP logits N(0, 1); IWP W ~ N(0, 0.25) (the authors' code) or N(0, 1) "
                  "(s=1, paper Fig. 13a)"])
-    plots.grad_norms(diags, os.path.join(OUT, "gradnorm.png"), key="param_grad_norm",
+    path = os.path.join(OUT, f"gradnorm{SUFFIX[0]}.png")
+    plots.grad_norms(diags, path, key="param_grad_norm",
                      title=f"parameter-gradient norm at init, {layers_n} x {width}")
-    print(f"wrote {os.path.join(OUT, 'gradnorm.png')}")
+    print(f"wrote {path}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,12 +342,14 @@ def main():
     p.add_argument("--width", type=int, default=None)
     p.add_argument("--depth", type=int, default=None)
     p.add_argument("--depths", type=int, nargs="+", default=[4, 12, 40])
-    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--eval-every", type=int, default=50)
+    p.add_argument("--suffix", default="", help="appended to the output file names")
     p.add_argument("--variant", default="IWP+RI", choices=list(VARIANTS))   # _rss only
     p.add_argument("--batch", type=int, default=100)                         # _rss only
     p.add_argument("--in-dim", type=int, default=192)                        # _rss only
     args = p.parse_args()
+    SUFFIX[0] = args.suffix
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     if args.seeds is None:
         args.seeds = 3 if args.experiment == "convergence" else 1

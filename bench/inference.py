@@ -12,8 +12,8 @@ GroupSum(10). Each runs two ways on the same packed inputs, interleaved round by
 Reported: images/s and gate-samples/s (gates x images / s) for predict (gates + GroupSum) and for
 the gates alone (output bits), medians over rounds; build times (pylgn: Circuit -> plan; C: code
 generation + gcc); gates before/after ``simplify`` on the trained model. Compiled libraries are
-cached under bench/out/c_cache by source hash (the cached gcc time is the one measured when it
-was built). A section is appended to bench/RESULTS.md.
+cached under ~/.cache/pylgn/c_cache by source hash (the cached gcc time is the one measured when
+it was built). A section is appended to bench/RESULTS.md.
 
     python bench/inference.py [--rounds 7] [--large-width 16000] [--no-write]
 """
@@ -35,7 +35,8 @@ from pylgn.circuit import Circuit
 from pylgn.data import load_digits
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CACHE = os.path.join(HERE, "out", "c_cache")
+CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "pylgn",
+                     "c_cache")
 THREADS = 2
 
 

@@ -50,7 +50,8 @@ def read_archive(path, spec):
     with tarfile.open(path, "r:gz") as tar:
         x_train, y_train = split(spec["train"])
         x_test, y_test = split([spec["test"]])
-        names = [n.decode() for n in _unpickle(tar, f"{spec['folder']}/{spec['meta']}")[spec["names"]]]
+        meta = _unpickle(tar, f"{spec['folder']}/{spec['meta']}")
+        names = [n.decode() for n in meta[spec["names"]]]
     return x_train, y_train, x_test, y_test, names
 
 
@@ -58,7 +59,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--which", choices=sorted(ARCHIVES), default="cifar10")
     p.add_argument("--out", default=os.environ.get("PYLGN_DATA") or "data",
-                   help="folder for the .h5 file and the raw archive (default $PYLGN_DATA or ./data)")
+                   help="folder for the .h5 file and the raw archive "
+                        "(default $PYLGN_DATA or ./data)")
     p.add_argument("--source", help="folder holding the official .tar.gz (skips the download)")
     p.add_argument("--no-verify", action="store_true", help="skip the MD5 check (test archives)")
     args = p.parse_args(argv)

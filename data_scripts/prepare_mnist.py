@@ -42,7 +42,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=os.environ.get("PYLGN_DATA") or "data",
                    help="folder for mnist.h5 and the raw files (default $PYLGN_DATA or ./data)")
-    p.add_argument("--source", help="folder holding the four official .gz files (skips the download)")
+    p.add_argument("--source",
+                   help="folder holding the four official .gz files (skips the download)")
     p.add_argument("--no-verify", action="store_true", help="skip the MD5 check (test archives)")
     args = p.parse_args(argv)
     raw_dir = os.path.join(args.out, "raw", "mnist")

@@ -2,7 +2,8 @@
 
 Layout (format ``pylgn-checkpoint``, version 1; every dataset gzip-compressed)::
 
-    /                 attrs: format, version, pylgn_version, step, device, model_config (JSON), meta (JSON)
+    /                 attrs: format, version, pylgn_version, step, device, model_config (JSON),
+                      meta (JSON)
     /layers/000, ...  one group per layer, attrs: config (JSON);
                       layers with parameters: dataset weights (LogicLayer: (out_dim, params per
                       gate)) and their wiring: connections (arity, out_dim) or, for LogicConv2d,

@@ -96,7 +96,7 @@ def _build_parser():
     _common(i)
     i.set_defaults(run=cmd_info)
 
-    x = sub.add_parser("export", help="export the discretized network as C, Verilog or a circuit file")
+    x = sub.add_parser("export", help="the discretized network as C, Verilog or a circuit file")
     x.add_argument("checkpoint")
     x.add_argument("--format", choices=("c", "verilog", "circuit"), required=True)
     x.add_argument("-o", "--output", required=True, help="file to write")
@@ -221,7 +221,8 @@ def cmd_train(args):
     scores = (dict(relaxed=h["test_accuracy_relaxed"][-1], discrete=h["test_accuracy_discrete"][-1])
               if h["step"] and h["step"][-1] == trainer.step else trainer.evaluate(xte, ds.y_test))
     run_s = trainer.seconds - sec0
-    result = dict(test_accuracy_discrete=scores["discrete"], test_accuracy_relaxed=scores["relaxed"],
+    result = dict(test_accuracy_discrete=scores["discrete"],
+                  test_accuracy_relaxed=scores["relaxed"],
                   discretization_gap=scores["relaxed"] - scores["discrete"], steps=trainer.step,
                   seconds=round(trainer.seconds, 3),
                   steps_per_second=round((trainer.step - step0) / run_s, 2) if run_s > 0 else None,
@@ -251,7 +252,8 @@ def cmd_eval(args):
     thresholds = ckpt.meta.get("thresholds") or max(1, ckpt.model.in_dim // values)
     if ds.encoded_dim(thresholds) != ckpt.model.in_dim:
         raise UsageError(f"--dataset: {name} with {thresholds} thresholds gives "
-                         f"{ds.encoded_dim(thresholds)} inputs, the model takes {ckpt.model.in_dim}")
+                         f"{ds.encoded_dim(thresholds)} inputs, the model takes "
+                         f"{ckpt.model.in_dim}")
     t0 = time.perf_counter()
     s = evaluate(ckpt.model, ds.encode(ds.x_test, thresholds), ds.y_test)
     result = dict(test_accuracy_discrete=s["discrete"], test_accuracy_relaxed=s["relaxed"],
@@ -262,7 +264,8 @@ def cmd_eval(args):
 
 
 def gate_histogram(layer, top=8):
-    """{gate name (arity 2) or table code (hex): count} of the discretized gates, most common first."""
+    """{gate name (arity 2) or table code (hex): count} of the discretized gates, most common
+    first (LogicConv2d: the kernels' gates, counted once, not per position)."""
     import numpy as np
     from . import gates
     levels = [layer] if hasattr(layer, "discrete_table") else getattr(layer, "levels", [])
@@ -286,7 +289,8 @@ def cmd_info(args):
     layers = []
     for layer in model.layers:
         cfg = layer.config()
-        gates = layer.out_dim if hasattr(layer, "discrete_table") else getattr(layer, "num_gates", 0)
+        gates = (layer.out_dim if hasattr(layer, "discrete_table")
+                 else getattr(layer, "num_gates", 0))
         layers.append(dict(config=cfg, gates=int(gates), parameters=int(layer.n_params),
                            histogram=gate_histogram(layer)))
     result = dict(checkpoint=args.checkpoint, step=ckpt.step, gates=int(model.num_gates),

@@ -105,7 +105,8 @@ def load_dataset(name, data_dir=None):
     if name in PREPARED:
         path = os.path.join(data_dir or default_data_dir(), f"{name}.h5")
         if not os.path.exists(path):
-            raise ValueError(f"dataset: {name} is not prepared ({path} not found); prepare it with: "
+            raise ValueError(f"dataset: {name} is not prepared ({path} not found); prepare it "
+                             f"with: "
                              f"python data_scripts/prepare_{PREPARED[name]}.py"
                              f"{' --which ' + name if PREPARED[name] == 'cifar' else ''} "
                              f"--out {os.path.dirname(path) or '.'}")
@@ -114,7 +115,8 @@ def load_dataset(name, data_dir=None):
         if not os.path.exists(name):
             raise ValueError(f"dataset: file {name} not found")
         return read_dataset(name)
-    raise ValueError(f"dataset: expected digits, mnist, cifar10, cifar100 or a .h5 file, got {name!r}")
+    raise ValueError(f"dataset: expected digits, mnist, cifar10, cifar100 or a .h5 file, "
+                     f"got {name!r}")
 
 
 def write_dataset(path, name, x_train, y_train, x_test, y_test, class_names, max_value=255):
@@ -146,9 +148,9 @@ def read_dataset(path):
                 raise ValueError(f"{path}: missing dataset(s) {missing}")
             arrays = {k: f[k][...] for k in ("x_train", "y_train", "x_test", "y_test")}
             names = json.loads(f.attrs["class_names"])
-            ds = Dataset(str(f.attrs["name"]), arrays["x_train"], arrays["y_train"].astype(np.int64),
-                         arrays["x_test"], arrays["y_test"].astype(np.int64), names,
-                         int(f.attrs["max_value"]))
+            ds = Dataset(str(f.attrs["name"]), arrays["x_train"],
+                         arrays["y_train"].astype(np.int64), arrays["x_test"],
+                         arrays["y_test"].astype(np.int64), names, int(f.attrs["max_value"]))
     except (OSError, KeyError) as e:
         raise ValueError(f"{path}: not a readable pylgn dataset file ({e})") from None
     _check_dataset(path, ds)
@@ -176,8 +178,8 @@ def md5sum(path):
 
 def fetch(filename, urls, md5, dest_dir, source_dir=None, verify=True):
     """Path of ``filename``: the file in ``source_dir`` when given (no network), else the copy in
-    ``dest_dir``, downloaded from the first working URL of ``urls``; its MD5 must equal ``md5`` unless
-    ``verify`` is False."""
+    ``dest_dir``, downloaded from the first working URL of ``urls``; its MD5 must equal ``md5``
+    unless ``verify`` is False."""
     if source_dir is not None:
         dest = os.path.join(source_dir, filename)
         if not os.path.exists(dest):

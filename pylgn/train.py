@@ -203,7 +203,8 @@ class Trainer:
         h["test_accuracy_discrete"].append(scores and scores["discrete"])
         h["discretization_gap"].append(scores and scores["gap"])
         h["seconds"].append(self.seconds)
-        line = f"step {self.step}: loss {h['train_loss'][-1]:.4f}, train acc {h['train_accuracy'][-1]:.4f}"
+        line = (f"step {self.step}: loss {h['train_loss'][-1]:.4f}, "
+                f"train acc {h['train_accuracy'][-1]:.4f}")
         if scores is not None:
             line += (f", test acc relaxed {scores['relaxed']:.4f} discrete {scores['discrete']:.4f}"
                      f" (gap {scores['gap']:+.4f})")
@@ -251,7 +252,8 @@ def _diagnostics_collect():
                          "available in this installation") from None
     collect = getattr(module, "collect", None)
     if not callable(collect):
-        raise ValueError("diagnostics_every: pylgn.diagnostics has no function collect(model, x, y)")
+        raise ValueError("diagnostics_every: pylgn.diagnostics has no function "
+                         "collect(model, x, y)")
     return collect
 
 

@@ -1,6 +1,8 @@
 """The pylgn command, called in-process with tiny settings (one subprocess test of the script)."""
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -52,7 +54,6 @@ def test_resume_matches_straight_run(run_dir, tmp_path, capsys):
     """--resume with --steps as the total gives the same weights as one straight run."""
     resumed = tmp_path / "resumed"
     os.makedirs(resumed)
-    import shutil
     shutil.copy(run_dir / "checkpoint.h5", resumed / "checkpoint.h5")
     assert main(["train", "--resume", str(resumed / "checkpoint.h5"), "--steps", "30",
                  "--no-progress", "--json"]) == 0
@@ -135,7 +136,7 @@ def test_user_errors_are_one_line(argv, match, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("pylgn: error: ")
-    assert __import__("re").search(match, err[0]), err[0]
+    assert re.search(match, err[0]), err[0]
 
 
 def test_resume_refuses_changed_architecture(run_dir, capsys):

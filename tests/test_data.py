@@ -202,8 +202,8 @@ def test_prepare_cifar_offline(tmp_path, which):
     spec = mod.ARCHIVES[which]
     rng = np.random.default_rng(0)
     classes = 10 if which == "cifar10" else 100
-    batches = {m: (rng.integers(0, 256, (3, 3072)).astype(np.uint8), list(rng.integers(0, classes, 3)))
-               for m in spec["train"] + [spec["test"]]}
+    batches = {m: (rng.integers(0, 256, (3, 3072)).astype(np.uint8),
+                   list(rng.integers(0, classes, 3))) for m in spec["train"] + [spec["test"]]}
     src = tmp_path / "src"
     src.mkdir()
     with tarfile.open(src / spec["file"], "w:gz") as tar:

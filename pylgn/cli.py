@@ -10,7 +10,7 @@ import sys
 import time
 
 #: Defaults of the model/data/optimizer flags. On --resume they come from the checkpoint instead.
-DEFAULTS = dict(dataset="digits", thresholds=3, layers=4, width=2000, arity=2, param="iwp",
+DEFAULTS = dict(dataset="digits", arch="dense", thresholds=3, layers=4, width=2000, arity=2, param="iwp",
                 init="residual", estimator="sin", tau=10.0, lr=0.01, batch_size=100,
                 accumulate=1, seed=0, augment=False)
 
@@ -59,6 +59,8 @@ def _build_parser():
     t.add_argument("--dataset", help="digits (bundled), mnist, cifar10, cifar100 or a dataset .h5 "
                                      f"file (default {DEFAULTS['dataset']})")
     t.add_argument("--data-dir", help="folder of prepared datasets (default $PYLGN_DATA or ./data)")
+    t.add_argument("--arch", help="dense (LogicLayers of --width, the default) or a conv "
+                   "LogicTreeNet from pylgn.conv.ARCHS, e.g. cdlgn-m (needs images)")
     t.add_argument("--thresholds", type=int, help="thermometer thresholds per value (default 3)")
     t.add_argument("--layers", type=int, help="logic layers (default 4)")
     t.add_argument("--width", type=int, help="gates per layer (default 2000)")
@@ -93,6 +95,8 @@ def _build_parser():
 
     i = sub.add_parser("info", help="layers, gates, parameters and gate histograms of a checkpoint")
     i.add_argument("checkpoint")
+    i.add_argument("--batch-size", type=int, default=100,
+                   help="batch size for the training-memory estimate (default 100)")
     _common(i)
     i.set_defaults(run=cmd_info)
 
@@ -154,14 +158,27 @@ def _resolve(args, ckpt):
     return cfg
 
 
-def build_model(cfg, in_dim, classes, device="cpu"):
-    """``layers`` LogicLayers of ``width`` gates and a GroupSum over ``classes`` groups."""
-    from . import GroupSum, LogicLayer, Sequential
+def build_layers(cfg, shape, classes):
+    """arch "dense": ``layers`` LogicLayers of ``width`` gates and a GroupSum over ``classes``;
+    otherwise the conv architecture of that name (pylgn.conv.ARCHS) on images of ``shape``
+    (C, H, W), thermometer-encoded channel-major (C * thresholds input channels)."""
+    import numpy as np
+    from . import GroupSum, LogicLayer
     from ._checks import check_int
-    n = check_int("--layers", cfg["layers"], 1)
     kw = dict(arity=cfg["arity"], param=cfg["param"], estimator=cfg["estimator"], init=cfg["init"])
+    if cfg["arch"] != "dense":
+        from .conv import ARCHS, build_arch
+        if cfg["arch"] not in ARCHS:
+            raise UsageError(f"--arch: expected dense or one of {tuple(ARCHS)}, got {cfg['arch']!r}")
+        if len(shape) != 3:
+            raise UsageError(f"--arch {cfg['arch']}: needs images (C, H, W), the dataset has "
+                             f"samples of shape {shape}")
+        return build_arch(cfg["arch"], in_channels=shape[0] * cfg["thresholds"], classes=classes,
+                          in_size=shape[1:], tau=cfg["tau"], **kw)
+    n = check_int("--layers", cfg["layers"], 1)
+    in_dim = int(np.prod(shape)) * cfg["thresholds"]
     layers = [LogicLayer(in_dim if i == 0 else cfg["width"], cfg["width"], **kw) for i in range(n)]
-    return Sequential(layers + [GroupSum(classes, cfg["tau"])], seed=cfg["seed"], device=device)
+    return layers + [GroupSum(classes, cfg["tau"])]
 
 
 def _image_transform(ds, thresholds, augment):
@@ -180,13 +197,15 @@ def _setup(args):
     """(dataset, settings, trainer, out folder) for a fresh or resumed run."""
     from .checkpoint import load
     from .data import load_dataset
+    from .model import Sequential
     from .optim import Adam
     from .train import Trainer
     ckpt = load(args.resume, device=args.device) if args.resume else None
     cfg = _resolve(args, ckpt)
     ds = load_dataset(cfg["dataset"], args.data_dir)
     if ckpt is None:
-        model = build_model(cfg, ds.encoded_dim(cfg["thresholds"]), ds.num_classes, args.device)
+        model = Sequential(build_layers(cfg, ds.shape, ds.num_classes), seed=cfg["seed"],
+                           device=args.device)
         opt = Adam(model, lr=cfg["lr"])
     elif ckpt.optimizer is None or ckpt.trainer_state is None:
         raise UsageError(f"--resume: {ckpt.path} has no optimizer/trainer state")
@@ -228,8 +247,10 @@ def cmd_train(args):
                   steps_per_second=round((trainer.step - step0) / run_s, 2) if run_s > 0 else None,
                   gates=trainer.model.num_gates, dataset=cfg["dataset"],
                   checkpoint=os.path.join(out, "checkpoint.h5"))
-    summary = [f"pylgn train: {cfg['dataset']}, {cfg['layers']} x {cfg['width']} {cfg['param']} "
-               f"gates (arity {cfg['arity']}), {trainer.step} steps in {trainer.seconds:.1f} s",
+    arch = (f"{cfg['layers']} x {cfg['width']}" if cfg["arch"] == "dense" else
+            f"{cfg['arch']}, {trainer.model.num_gates}")
+    summary = [f"pylgn train: {cfg['dataset']}, {arch} {cfg['param']} gates (arity "
+               f"{cfg['arity']}), {trainer.step} steps in {trainer.seconds:.1f} s",
                f"  test accuracy: discretized {scores['discrete']:.4f}, relaxed "
                f"{scores['relaxed']:.4f} (gap {result['discretization_gap']:+.4f})",
                f"  checkpoint: {result['checkpoint']}"]
@@ -293,11 +314,20 @@ def cmd_info(args):
                  else getattr(layer, "num_gates", 0))
         layers.append(dict(config=cfg, gates=int(gates), parameters=int(layer.n_params),
                            histogram=gate_histogram(layer)))
+    from .conv import gate_count, memory_estimate
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size: expected an int >= 1, got {args.batch_size}")
+    memory = memory_estimate(model.layers, args.batch_size, dtype=model.dtype)
     result = dict(checkpoint=args.checkpoint, step=ckpt.step, gates=int(model.num_gates),
-                  parameters=int(model.params.size), in_dim=model.in_dim, out_dim=model.out_dim,
+                  gate_count=gate_count(model.layers), parameters=int(model.params.size),
+                  in_dim=model.in_dim, out_dim=model.out_dim, training_memory_bytes=memory,
+                  batch_size=args.batch_size,
                   meta={k: v for k, v in ckpt.meta.items() if k != "class_names"}, layers=layers)
     lines = [f"{args.checkpoint}: step {ckpt.step}, {model.num_gates} gates, {model.params.size} "
-             f"parameters, {model.in_dim} inputs -> {model.out_dim} outputs"]
+             f"parameters, {model.in_dim} inputs -> {model.out_dim} outputs",
+             f"  training memory at batch {args.batch_size}: {memory['total'] / 2 ** 20:.1f} MiB "
+             f"(parameters+grads+Adam {memory['params'] / 2 ** 20:.1f}, activations "
+             f"{memory['activations'] / 2 ** 20:.1f}, workspace {memory['workspace'] / 2 ** 20:.1f})"]
     for i, entry in enumerate(layers):
         cfg = dict(entry["config"])
         kind = cfg.pop("type")

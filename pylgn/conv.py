@@ -428,11 +428,12 @@ class OrPool2d:
 # ready architectures ---------------------------------------------------------------------------
 
 #: LogicTreeNet configurations (paper-notes section 3.2). "cdlgn-m" is the CIFAR-10 M model of
-#: Petersen et al. 2024 (k = 256); "cdlgn-tiny" is the same topology at k = 8, for CPU demos (not
-#: a paper model). blocks: conv channels per block in units of k; dense: widths in units of k.
+#: Petersen et al. 2024 (k = 256); "cdlgn-tiny" is the same topology at k = 8, for CPU demos, and
+#: "cdlgn-digits" two blocks for 8x8 images (neither is a paper model). blocks: conv channels per block in units of k; dense: widths in units of k.
 ARCHS = {
     "cdlgn-m": dict(k=256, in_size=32, blocks=(1, 4, 16, 32), dense=(1280, 640, 320), tau=40.0),
     "cdlgn-tiny": dict(k=8, in_size=32, blocks=(1, 4, 16, 32), dense=(1280, 640, 320), tau=10.0),
+    "cdlgn-digits": dict(k=32, in_size=8, blocks=(1, 2), dense=(60, 30), tau=5.0),
 }
 
 

@@ -130,6 +130,8 @@ def test_export_simplified_circuit_is_exact(run_dir, tmp_path):
     (["train", "--width", "205"], "GroupSum k=10 must divide the width 205"),
     (["eval", "/nonexistent/c.h5"], "/nonexistent/c.h5: no such checkpoint file"),
     (["info"], "the following arguments are required: checkpoint"),
+    (["train", "--arch", "resnet"], "--arch: expected dense or one of"),
+    (["train", "--arch", "cdlgn-m"], "in_size: .* too small for OrPool2d"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_user_errors_are_one_line(argv, match, capsys):
@@ -173,3 +175,20 @@ def test_eval_of_a_library_checkpoint(tmp_path, capsys, make_model):
     pylgn.save(tmp_path / "small.h5", make_model())
     assert main(["eval", str(tmp_path / "small.h5"), "--dataset", "digits"]) == 2
     assert "the model takes 24" in capsys.readouterr().err
+
+
+def test_train_conv_arch_and_info_memory(tmp_path, capsys):
+    """--arch builds a LogicTreeNet from pylgn.conv.ARCHS; info reports its gates and the
+    training memory estimate at --batch-size."""
+    argv = ["train", "--arch", "cdlgn-digits", "--steps", "4", "--eval-every", "4",
+            "--no-progress", "--out", str(tmp_path), "--json"]
+    assert main(argv) == 0
+    res = _json(capsys)
+    ck = pylgn.load(tmp_path / "checkpoint.h5")
+    assert isinstance(ck.model.layers[0], pylgn.LogicConv2d) and res["gates"] == ck.model.num_gates
+    assert main(["info", str(tmp_path / "checkpoint.h5"), "--batch-size", "7", "--json"]) == 0
+    info = _json(capsys)
+    from pylgn.conv import gate_count, memory_estimate
+    assert info["gate_count"] == gate_count(ck.model.layers)
+    assert info["training_memory_bytes"] == memory_estimate(ck.model.layers, 7)
+    assert info["gate_count"]["conv"] > 0 and info["batch_size"] == 7

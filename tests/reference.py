@@ -45,3 +45,14 @@ def relaxed_table(layer):
     if layer.estimator in ("sigmoid", "sigmoid-st"):
         return 1.0 / (1.0 + np.exp(-w))
     return np.clip(w, 0.0, 1.0)
+
+
+def finite_diff(f, arr, idx, h=1e-6):
+    """Central difference (f(arr[idx] + h) - f(arr[idx] - h)) / 2h, restoring arr[idx]."""
+    old = arr[idx]
+    arr[idx] = old + h
+    a = f()
+    arr[idx] = old - h
+    b = f()
+    arr[idx] = old
+    return (a - b) / (2 * h)

@@ -147,16 +147,6 @@ def test_orpool_forward_matches_loop(k, s, size):
                                   pool_loop(xb.T, 3, *pool.in_size, k, s))
 
 
-def finite_diff(f, arr, idx, h=1e-6):
-    old = arr[idx]
-    arr[idx] = old + h
-    a = f()
-    arr[idx] = old - h
-    b = f()
-    arr[idx] = old
-    return (a - b) / (2 * h)
-
-
 @pytest.mark.parametrize("param,estimator", [("iwp", "sin"), ("iwp", "sigmoid"), ("op", "sin")])
 def test_param_gradients_finite_differences(param, estimator):
     """conv -> pool -> conv (stride 2) -> dense -> GroupSum -> loss; every parameter, float64."""
@@ -170,7 +160,7 @@ def test_param_gradients_finite_differences(param, estimator):
     loss = lambda: pylgn.softmax_cross_entropy(model.forward(x), y)[0]
     model.zero_grad()
     model.backward(pylgn.softmax_cross_entropy(model.forward(x), y)[1])
-    num = np.array([finite_diff(loss, model.params, i) for i in range(model.params.size)])
+    num = np.array([ref.finite_diff(loss, model.params, i) for i in range(model.params.size)])
     assert np.abs(model.grads - num).max() / np.abs(num).max() < 1e-6
 
 
@@ -182,7 +172,7 @@ def input_gradient_check(layer, dtype_seed):
     layer.forward(x, train=True)
     dx = layer.backward(dy, need_dx=True)
     f = lambda: float((layer.forward(x, train=True) * dy).sum())
-    num = np.array([[finite_diff(f, x, (i, s)) for s in range(3)] for i in range(layer.in_dim)])
+    num = np.array([[ref.finite_diff(f, x, (i, s)) for s in range(3)] for i in range(layer.in_dim)])
     return model, dx, num
 
 

@@ -52,16 +52,6 @@ def loss_of(model, x, y):
     return pylgn.softmax_cross_entropy(model.forward(x), y)[0]
 
 
-def finite_diff(f, arr, idx, h=1e-6):
-    old = arr[idx]
-    arr[idx] = old + h
-    a = f()
-    arr[idx] = old - h
-    b = f()
-    arr[idx] = old
-    return (a - b) / (2 * h)
-
-
 EXACT = [c for c in CASES if c[2] in ("sin", "sigmoid")] + [(2, "iwp", "linear-st")]
 
 
@@ -81,7 +71,7 @@ def test_gradients_finite_differences(arity, param, estimator):
     idx = np.arange(model.params.size)                 # every parameter, or 400 spread over all
     if idx.size > 400:
         idx = np.sort(rng.choice(idx, 400, replace=False))
-    num = np.array([finite_diff(lambda: loss_of(model, x, y), model.params, i) for i in idx])
+    num = np.array([ref.finite_diff(lambda: loss_of(model, x, y), model.params, i) for i in idx])
     err = np.abs(model.grads[idx] - num).max() / np.abs(num).max()
     assert err < 1e-6, err
 
@@ -98,7 +88,7 @@ def test_input_gradient_finite_differences(arity, param):
     layer.forward(np.ascontiguousarray(x), train=True)
     dx = layer.backward(dy, need_dx=True)
     f = lambda: float((layer.forward(np.ascontiguousarray(x), train=True) * dy).sum())
-    num = np.array([[finite_diff(f, x, (i, s)) for s in range(7)] for i in range(10)])
+    num = np.array([[ref.finite_diff(f, x, (i, s)) for s in range(7)] for i in range(10)])
     np.testing.assert_allclose(dx, 1.7 * num, rtol=1e-6, atol=1e-9)
 
 

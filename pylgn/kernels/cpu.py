@@ -13,6 +13,8 @@ are allocated once per parallel chunk of gates (or inputs), never per gate or sa
 import numpy as np
 from numba import njit, prange
 
+from .common import difference_table
+
 CHUNKS = 256
 _FM = {"nsz", "arcp", "contract", "reassoc"}
 
@@ -168,14 +170,7 @@ def gate_backward_table(x, conn, dy, dtable):
                 _sums_last_inputs(e[j], x, rows, n, dtable[g, (1 << step) * j:(1 << step) * (j + 1)])
 
 
-@njit(cache=True, inline="always")
-def _difference_table(table_g, n, k, d):
-    """d[r'] = table[r with b_k = 1] - table[r with b_k = 0], r' = r without bit k (n-1 bits)."""
-    bit = n - 1 - k
-    low = (1 << bit) - 1
-    for rp in range(1 << (n - 1)):
-        r0 = ((rp & ~low) << 1) | (rp & low)
-        d[rp] = table_g[r0 | (1 << bit)] - table_g[r0]
+_difference_table = njit(cache=True, inline="always")(difference_table)
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)

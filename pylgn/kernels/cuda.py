@@ -21,6 +21,8 @@ import math
 import numpy as np
 from numba import config, cuda, float64, from_dtype
 
+from .common import difference_table
+
 SIMULATED = bool(config.ENABLE_CUDASIM)
 MAX_ROWS = 64                 # 2**6: the largest truth table (arity 6)
 HALF_ROWS = 32                # a difference table: 2**(6-1)
@@ -124,14 +126,7 @@ def _expand(x, conn, g, s, n, e):
             e[2 * j] = v - v * xv
 
 
-@cuda.jit(device=True)
-def _difference_table(table_g, n, k, d):
-    """d[r'] = table[r with b_k = 1] - table[r with b_k = 0], r' = r without bit k (n-1 bits)."""
-    bit = n - 1 - k
-    low = (1 << bit) - 1
-    for rp in range(1 << (n - 1)):
-        r0 = ((rp & ~low) << 1) | (rp & low)
-        d[rp] = table_g[r0 | (1 << bit)] - table_g[r0]
+_difference_table = cuda.jit(device=True)(difference_table)
 
 
 @cuda.jit(device=True)

@@ -82,6 +82,8 @@ def _build_parser():
     t.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     t.add_argument("--out", help="output folder (default runs/<dataset>, or the --resume folder)")
     t.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint")
+    t.add_argument("--keep-best", action="store_true",
+                   help="also keep DIR/best.h5, the checkpoint of the best discretized test accuracy")
     _common(t, threads=True)
     t.set_defaults(run=cmd_train)
 
@@ -234,6 +236,7 @@ def cmd_train(args):
         trainer.fit(ds.x_train, ds.y_train, todo, eval_data=(xte, ds.y_test),
                     eval_every=args.eval_every, checkpoint_path=os.path.join(out, "checkpoint.h5"),
                     checkpoint_every=args.eval_every,
+                    best_path=os.path.join(out, "best.h5") if args.keep_best else None,
                     history_path=os.path.join(out, "history.json"), progress=not args.no_progress,
                     transform=_image_transform(ds, cfg["thresholds"], cfg["augment"]), meta=meta)
     h = trainer.history

@@ -192,3 +192,11 @@ def test_train_conv_arch_and_info_memory(tmp_path, capsys):
     assert info["gate_count"] == gate_count(ck.model.layers)
     assert info["training_memory_bytes"] == memory_estimate(ck.model.layers, 7)
     assert info["gate_count"]["conv"] > 0 and info["batch_size"] == 7
+
+
+def test_keep_best_writes_best_checkpoint(tmp_path, capsys):
+    assert main(["train", *TINY, "--out", str(tmp_path), "--keep-best"]) == 0
+    hist = json.loads((tmp_path / "history.json").read_text())
+    best = pylgn.load(tmp_path / "best.h5")
+    i = int(np.argmax(hist["test_accuracy_discrete"]))
+    assert best.step == hist["step"][i]

@@ -1,6 +1,5 @@
 """Trainer: seeded mini-batch loop with gradient accumulation, relaxed + discretized evaluation,
 progress bar, history and exact-resume checkpoints."""
-import importlib
 import json
 import sys
 import time
@@ -165,7 +164,8 @@ class Trainer:
         eval_every = check_int("eval_every", eval_every, 1)
         checkpoint_every = check_int("checkpoint_every", checkpoint_every, 1)
         diagnostics_every = check_int("diagnostics_every", diagnostics_every, 0)
-        collect = _diagnostics_collect() if diagnostics_every else None
+        if diagnostics_every:
+            from .diagnostics import collect
         x, y, eval_data = self._check_data(x, y, transform, eval_data)
         y = np.asarray(y, dtype=np.int64)
         self.model.train()
@@ -182,7 +182,7 @@ class Trainer:
                                 acc=f"{window[1] / window[2]:.3f}", refresh=False)
                 bar.update(1)
                 self.seconds = base + time.perf_counter() - t0
-                if collect is not None and self.step % diagnostics_every == 0:
+                if diagnostics_every and self.step % diagnostics_every == 0:
                     self._diagnostics(collect, *batch)
                 if self.step % eval_every == 0 or self.step == end:
                     self._log(window, eval_data, bar)
@@ -240,21 +240,6 @@ class Trainer:
 def _progress_bar(total, enabled):
     from tqdm.auto import tqdm
     return tqdm(total=total, disable=not enabled, unit="step", dynamic_ncols=True, file=sys.stderr)
-
-
-def _diagnostics_collect():
-    try:
-        module = importlib.import_module("pylgn.diagnostics")
-    except ModuleNotFoundError as e:
-        if e.name != "pylgn.diagnostics":
-            raise
-        raise ValueError("diagnostics_every: needs the module pylgn.diagnostics, which is not "
-                         "available in this installation") from None
-    collect = getattr(module, "collect", None)
-    if not callable(collect):
-        raise ValueError("diagnostics_every: pylgn.diagnostics has no function "
-                         "collect(model, x, y)")
-    return collect
 
 
 def read_history(path):

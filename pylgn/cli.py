@@ -345,10 +345,7 @@ def cmd_info(args):
 def cmd_export(args):
     from .checkpoint import load
     ckpt = load(args.checkpoint)
-    try:
-        circuit = ckpt.model.to_circuit()
-    except (AttributeError, ImportError) as e:
-        raise UsageError(f"export needs pylgn.circuit, which is not available ({e})") from None
+    circuit = ckpt.model.to_circuit()
     before = circuit.num_gates
     if not args.no_simplify:
         circuit = circuit.simplify()
@@ -361,7 +358,7 @@ def cmd_export(args):
             f.write(text)
     thresholds = ckpt.meta.get("thresholds")
     print(f"{args.output}: {args.format}, {circuit.num_gates} gates (trained: {before}), "
-          f"{circuit.in_dim if hasattr(circuit, 'in_dim') else ckpt.model.in_dim} input bits"
+          f"{circuit.in_dim} input bits"
           + (f" (thermometer, {thresholds} thresholds per value)" if thresholds else ""))
 
 

@@ -206,8 +206,7 @@ def test_save_and_load_arguments(make_model, tmp_path):
 
 def test_round_trip_conv_model(tmp_path):
     """LogicConv2d stores its leaves; the rebuilt model computes the same function."""
-    conv = pytest.importorskip("pylgn.conv")
-    model = pylgn.Sequential([conv.LogicConv2d(2, 4, 6, tree_depth=2), pylgn.LogicLayer(144, 80),
+    model = pylgn.Sequential([pylgn.LogicConv2d(2, 4, 6, tree_depth=2), pylgn.LogicLayer(144, 80),
                               pylgn.GroupSum(4, 1.0)], seed=5)
     model.params[:] = np.random.default_rng(0).normal(size=model.params.shape)
     pylgn.save(tmp_path / "conv.h5", model)

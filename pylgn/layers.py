@@ -164,16 +164,16 @@ class GroupSum:
         return dict(type="GroupSum", k=self.k, tau=self.tau)
 
     def forward(self, x, train=True):
-        # tau as a scalar of the data dtype: on the GPU a kernel argument, no host-to-device copy
-        return x.reshape(self.k, -1, x.shape[1]).sum(axis=1) / x.dtype.type(self.tau)
+        """(in_dim, batch) -> (k, batch): logits[c] = (sum of rows c*m .. c*m+m-1) / tau."""
+        out = self.backend.xp.empty((self.k, x.shape[1]), dtype=x.dtype)
+        self.backend.kernels.group_sum(x, self.tau, out)
+        return out
 
     def backward(self, dlogits, need_dx=True):
-        xp = self.backend.xp
-        m = self.in_dim // self.k
-        scaled = dlogits / dlogits.dtype.type(self.tau)
-        return xp.ascontiguousarray(
-            xp.broadcast_to(scaled[:, None, :], (self.k, m, dlogits.shape[1]))
-        ).reshape(self.in_dim, dlogits.shape[1])
+        """dx[c*m + j] = dlogits[c] / tau."""
+        dx = self.backend.xp.empty((self.in_dim, dlogits.shape[1]), dtype=dlogits.dtype)
+        self.backend.kernels.group_sum_backward(dlogits, self.tau, dx)
+        return dx
 
     def __repr__(self):
         return f"GroupSum(k={self.k}, tau={self.tau})"

@@ -93,7 +93,7 @@ def missing_twins():
 
 
 def adam_and_op_errors(rng):
-    """adam_step (3 steps, weight decay) and the OP projection kernels vs CPU / numpy formulas."""
+    """adam_step (3 steps, weight decay) vs the CPU; OP projection and GroupSum kernels vs numpy."""
     from pylgn.gates import OP_TABLES
     from pylgn.kernels import cpu, cuda
     errs = {}
@@ -119,6 +119,12 @@ def adam_and_op_errors(rng):
     dw = np.full_like(w, np.nan)
     cuda.op_table_backward(p.astype(np.float32), tables, domega, dw)
     errs["op_table_backward_vs_numpy"] = rel_err(dw, p * (dp - (p * dp).sum(1, keepdims=True)))
+    x = rng.random((3 * 7, 33)).astype(np.float32)                  # GroupSum: k = 3, m = 7
+    logits, dx = np.full((3, 33), np.nan, np.float32), np.full_like(x, np.nan)
+    cuda.group_sum(x, 2.5, logits)
+    cuda.group_sum_backward(logits, 2.5, dx)
+    errs["group_sum_vs_numpy"] = worst(rel_err(logits, x.reshape(3, 7, 33).sum(1) / 2.5),
+                                       rel_err(dx, np.repeat(logits, 7, axis=0) / 2.5))
     return errs
 
 
@@ -279,7 +285,9 @@ def ptx_main():
                         (K._backward_table_kernel(d), (a2, ci, a2, a2)),
                         (K._backward_inputs_kernel(d), (a2, ci, ri, ri, a2, a2, types.float64, a2)),
                         (K._adam_kernel, (a1,) * 4 + (types.float64,) * 7),
-                        (K._op_table_kernel, (a2,) * 4), (K._op_table_backward_kernel, (a2,) * 4)]:
+                        (K._op_table_kernel, (a2,) * 4), (K._op_table_backward_kernel, (a2,) * 4),
+                        (K._group_sum_kernel, (a2, dt, a2)),
+                        (K._group_sum_backward_kernel, (a2, dt, a2))]:
             cuda.compile_ptx(fn.py_func, sig, cc=(9, 0))
             print("PTX ok", fn.py_func.__name__, dt)
 
@@ -317,8 +325,9 @@ def test_every_cpu_kernel_has_a_cuda_twin(sim):
     assert sim["missing_twins"] == []
 
 
-def test_adam_and_op_kernels(sim):
-    for key in ("adam_step[1]", "adam_step[1028]", "op_table_vs_numpy", "op_table_backward_vs_numpy"):
+def test_adam_op_and_group_sum_kernels(sim):
+    for key in ("adam_step[1]", "adam_step[1028]", "op_table_vs_numpy", "op_table_backward_vs_numpy",
+                "group_sum_vs_numpy"):
         assert sim[key] < TOL, (key, sim[key])
 
 
@@ -360,7 +369,7 @@ def test_kernels_compile_to_ptx_without_a_gpu():
     if proc.returncode == 3:
         pytest.skip(proc.stdout.strip())
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    assert proc.stdout.count("PTX ok") == 14, proc.stdout
+    assert proc.stdout.count("PTX ok") == 18, proc.stdout               # 9 kernels x 2 dtypes
 
 
 def test_import_does_not_load_cupy_or_numba_cuda():

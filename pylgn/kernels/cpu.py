@@ -267,3 +267,30 @@ def op_table_backward(p, tables, domega, dw):
             dot += p[g, i] * dp
         for i in range(K):
             dw[g, i] = p[g, i] * (dw[g, i] - dot)
+
+
+@njit(parallel=True, cache=True)
+def group_sum(x, tau, out):
+    """GroupSum: out[c, s] = sum_{j < m} x[c m + j, s] / tau, m = rows of x / rows of out."""
+    k, B = out.shape
+    m = x.shape[0] // k
+    for c in prange(k):
+        o = out[c]
+        o[:] = 0.0
+        for j in range(c * m, (c + 1) * m):
+            r = x[j]
+            for s in range(B):
+                o[s] += r[s]
+        for s in range(B):
+            o[s] /= tau
+
+
+@njit(parallel=True, cache=True)
+def group_sum_backward(dout, tau, dx):
+    """GroupSum backward: dx[c m + j, s] = dout[c, s] / tau."""
+    m = dx.shape[0] // dout.shape[0]
+    for j in prange(dx.shape[0]):
+        d = dout[j // m]
+        r = dx[j]
+        for s in range(dx.shape[1]):
+            r[s] = d[s] / tau

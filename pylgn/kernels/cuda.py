@@ -273,6 +273,26 @@ def _op_table_backward_kernel(p, tables, domega, dw):
 
 # launchers with the CPU kernels' signatures ----------------------------------------------------
 
+@cuda.jit
+def _group_sum_kernel(x, tau, out):
+    k, B = out.shape
+    m = x.shape[0] // k
+    for c in range(cuda.grid(2)[1], k, cuda.gridsize(2)[1]):
+        for s in range(cuda.grid(2)[0], B, cuda.gridsize(2)[0]):
+            acc = 0.0
+            for j in range(c * m, (c + 1) * m):
+                acc += x[j, s]
+            out[c, s] = acc / tau
+
+
+@cuda.jit
+def _group_sum_backward_kernel(dout, tau, dx):
+    m = dx.shape[0] // dout.shape[0]
+    for j in range(cuda.grid(2)[1], dx.shape[0], cuda.gridsize(2)[1]):
+        for s in range(cuda.grid(2)[0], dx.shape[1], cuda.gridsize(2)[0]):
+            dx[j, s] = dout[j // m, s] / tau
+
+
 def gate_forward(x, conn, table, y):
     """Relaxed forward: y[g, s] = sum_r table[g, r] prod_k (x_k if b_k(r) else 1 - x_k)."""
     grid, block = _grid(x.shape[1], conn.shape[1])
@@ -331,3 +351,16 @@ def op_table_backward(p, tables, domega, dw):
     dp_i = sum_r domega[g, r] tables[i, r], p = softmax(w[g]) as computed by op_table."""
     grid, block = _grid_1d(p.shape[0])
     _op_table_backward_kernel[grid, block](_dev(p), _dev(tables), _dev(domega), _dev(dw))
+
+
+def group_sum(x, tau, out):
+    """GroupSum: out[c, s] = sum_{j < m} x[c m + j, s] / tau, m = rows of x / rows of out.
+    One thread per (class, sample), summing its group in a fixed order (deterministic)."""
+    grid, block = _grid(out.shape[1], out.shape[0])
+    _group_sum_kernel[grid, block](_dev(x), x.dtype.type(tau), _dev(out))
+
+
+def group_sum_backward(dout, tau, dx):
+    """GroupSum backward: dx[c m + j, s] = dout[c, s] / tau."""
+    grid, block = _grid(dx.shape[1], dx.shape[0])
+    _group_sum_backward_kernel[grid, block](_dev(dout), dout.dtype.type(tau), _dev(dx))

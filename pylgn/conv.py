@@ -387,7 +387,8 @@ class OrPool2d:
         return idx.reshape(self.channels, k2, -1).transpose(0, 2, 1).reshape(-1, k2)
 
     def _ensure(self):
-        if self.gather is None:
+        """The window gather on the current backend (built on first use, and again after a move)."""
+        if self.gather is None or self.gather.backend is not self.backend:
             self.gather = RowGather(self._index(), self.in_dim, self.backend)
 
     def forward(self, x, train=True):

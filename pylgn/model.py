@@ -70,8 +70,6 @@ class Sequential:
                     layer.bind(backend, self.params[off:off + n].reshape(shape),
                                self.grads[off:off + n].reshape(shape), old.to_host(layer.connections))
                     off += n
-                elif getattr(layer, "gather", None) is not None:
-                    layer.gather = None            # OrPool2d: its index is rebuilt on first use
             self.backend, self._batch = backend, None
         if optimizer is not None:
             optimizer.to(device)

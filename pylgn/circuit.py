@@ -22,7 +22,6 @@ on first use.
 import json
 import os
 import re
-import tempfile
 
 import numpy as np
 
@@ -191,16 +190,9 @@ class Circuit:
         if isinstance(path, h5py.Group):
             _write_group(self, path)
             return
-        path = os.fspath(path)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-        os.close(fd)
-        try:
-            with h5py.File(tmp, "w") as f:
-                _write_group(self, f)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        from .checkpoint import atomic_path
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            _write_group(self, f)
 
     @classmethod
     def load(cls, path):

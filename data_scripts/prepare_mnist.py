@@ -1,5 +1,8 @@
 """Download MNIST (IDX gzip files), check the official MD5s and write pylgn's HDF5 dataset format.
 
+A local copy whose .gz bytes differ (re-compressed) is accepted when its decompressed content has
+the official MD5; anything else is refused with the MD5s it has and expects.
+
     python data_scripts/prepare_mnist.py --out data            # download, verify, convert
     python data_scripts/prepare_mnist.py --source DIR --out data   # use local copies, no network
 
@@ -15,11 +18,15 @@ import numpy as np
 from pylgn.data import fetch, write_dataset
 
 MIRRORS = ("http://yann.lecun.com/exdb/mnist/", "https://ossci-datasets.s3.amazonaws.com/mnist/")
-FILES = {  # official files and their MD5 checksums
-    "x_train": ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-    "y_train": ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
-    "x_test": ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
-    "y_test": ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+FILES = {  # official files: MD5 of the published .gz, MD5 of its decompressed IDX bytes
+    "x_train": ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                "6bbc9ace898e44ae57da46a324031adb"),
+    "y_train": ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432",
+                "a25bea736e30d166cdddb491f175f624"),
+    "x_test": ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3",
+               "2646ac647ad5339dbf082846283269ea"),
+    "y_test": ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c",
+               "27ae3e4e09519cfbb04c329615203637"),
 }
 
 
@@ -48,9 +55,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     raw_dir = os.path.join(args.out, "raw", "mnist")
     arrays = {}
-    for key, (name, md5) in FILES.items():
+    for key, (name, md5, content_md5) in FILES.items():
         path = fetch(name, [m + name for m in MIRRORS], md5, raw_dir, args.source,
-                     verify=not args.no_verify)
+                     verify=not args.no_verify, content_md5=content_md5)
         arrays[key] = read_idx(path)
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]

@@ -9,14 +9,13 @@ import os
 import sys
 import time
 
-#: Defaults of the model/data/optimizer flags. On --resume they come from the checkpoint instead.
-DEFAULTS = dict(dataset="digits", arch="dense", thresholds=3, layers=4, width=2000, arity=2, param="iwp",
-                init="residual", estimator="sin", tau=10.0, lr=0.01, batch_size=100,
-                accumulate=1, seed=0, augment=False)
+#: The dataset when --dataset is not given. The other model/data/optimizer flags default to the
+#: recipe for the data's shape and size (pylgn.recipes); on --resume they come from the checkpoint.
+DEFAULT_DATASET = "digits"
 
 LIMITS = dict(thresholds=(1, 255), layers=(1, 10 ** 4), width=(1, 10 ** 9), arity=(1, 6),
               tau=(1e-6, 1e9), lr=(1e-12, 1e3), batch_size=(1, 10 ** 7), accumulate=(1, 10 ** 6),
-              seed=(0, 2 ** 32 - 1))
+              seed=(0, 2 ** 32 - 1), warmup=(0, 10 ** 9), steps=(1, 10 ** 10))
 
 
 class UsageError(Exception):
@@ -48,35 +47,55 @@ def main(argv=None):
 
 # parser ----------------------------------------------------------------------------------------
 
+def _recipes_help():
+    from .recipes import BASE, RECIPES
+    lines = ["Defaults come from the recipe for the data's shape (pylgn.recipes; flags override):"]
+    for r in RECIPES:
+        diff = {k: v for k, v in {**BASE, **r.settings}.items() if r.settings.get(k, None) is not None}
+        lines.append(f"  {r.name} ({r.when}): " + (", ".join(f"{k}={v}" for k, v in diff.items())
+                                                   or "the base settings"))
+    base = ", ".join(f"{k}={v}" for k, v in BASE.items())
+    return "\n".join(lines + [f"  base: {base}"])
+
+
 def _build_parser():
     from .estimators import ESTIMATORS
     from .init import INITS
-    p = _Parser(prog="pylgn", description="Differentiable logic gate networks (IWP / OP).")
+    from .optim import SCHEDULES
+    p = _Parser(prog="pylgn", description="Differentiable logic gate networks (IWP / OP).",
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.set_defaults(command=None)
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
-    t = sub.add_parser("train", help="train a network (default: a small one on digits)")
+    t = sub.add_parser("train", help="train a network (default: a small one on digits)",
+                       epilog=_recipes_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--dataset", help="digits (bundled), mnist, cifar10, cifar100 or a dataset .h5 "
-                                     f"file (default {DEFAULTS['dataset']})")
+                                     f"file (default {DEFAULT_DATASET})")
     t.add_argument("--data-dir", help="folder of prepared datasets (default $PYLGN_DATA or ./data)")
     t.add_argument("--arch", help="dense (LogicLayers of --width, the default) or a conv "
                    "LogicTreeNet from pylgn.conv.ARCHS, e.g. cdlgn-m (needs images)")
-    t.add_argument("--thresholds", type=int, help="thermometer thresholds per value (default 3)")
-    t.add_argument("--layers", type=int, help="logic layers (default 4)")
-    t.add_argument("--width", type=int, help="gates per layer (default 2000)")
+    t.add_argument("--crop", type=int, help="keep the centre CROP x CROP pixels of each image "
+                   "(default: the recipe's; 20 for 28 x 28 images, else none); 0 = no crop")
+    t.add_argument("--thresholds", type=int, help="thermometer thresholds per value")
+    t.add_argument("--layers", type=int, help="logic layers")
+    t.add_argument("--width", type=int, help="gates per layer")
     t.add_argument("--arity", type=int, help="inputs per gate, 1..6 (default 2)")
     t.add_argument("--param", choices=("iwp", "op"), help="parametrization (default iwp)")
     t.add_argument("--init", choices=INITS, help="initialization (default residual)")
     t.add_argument("--estimator", choices=ESTIMATORS, help="IWP estimator (default sin)")
-    t.add_argument("--tau", type=float, help="GroupSum temperature (default 10)")
-    t.add_argument("--lr", type=float, help="Adam learning rate (default 0.01)")
+    t.add_argument("--tau", type=float, help="GroupSum temperature")
+    t.add_argument("--lr", type=float, help="Adam learning rate (the peak, with a schedule)")
+    t.add_argument("--lr-schedule", choices=SCHEDULES,
+                   help="constant, or cosine decay to 0 at --steps (pylgn.optim.scheduled_lr)")
+    t.add_argument("--warmup", type=int, help="steps of linear learning-rate warm-up (default 0)")
     t.add_argument("--batch-size", type=int, help="samples per micro-batch (default 100)")
     t.add_argument("--accumulate", type=int, help="micro-batches per step (default 1)")
     t.add_argument("--seed", type=int, help="model and data-order seed (default 0)")
     t.add_argument("--augment", action="store_true", default=None,
                    help="random resized crop (+ horizontal flip for CIFAR) on training images")
-    t.add_argument("--steps", type=int, default=3000,
-                   help="optimizer steps; with --resume, the total to reach (default 3000)")
+    t.add_argument("--steps", type=int,
+                   help="optimizer steps (the recipe's by default; 3000 on digits); with --resume, "
+                        "the total to reach (a cosine schedule decays to 0 there)")
     t.add_argument("--eval-every", type=int, default=1000,
                    help="evaluate, log and checkpoint every N steps (default 1000)")
     t.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -138,26 +157,38 @@ def _emit(args, summary, result):
 # train -----------------------------------------------------------------------------------------
 
 def _resolve(args, ckpt):
-    """Settings of the run: flags, defaults, or (on --resume) the checkpoint's, which a
-    different explicit flag may not contradict."""
+    """(settings, dataset) of the run: flags, else (on --resume) the checkpoint's, which a
+    different explicit flag may not contradict, else the recipe for the data's shape and size.
+    ``steps`` (the total to reach) may change on --resume."""
+    from .data import cropped_shape, load_dataset
+    from .recipes import BASE, recipe
     saved = ckpt.meta.get("settings", {}) if ckpt is not None else {}
     if ckpt is not None and not saved:
         raise UsageError(f"--resume: {ckpt.path} was not written by `pylgn train`")
-    cfg = {}
-    for key, default in DEFAULTS.items():
-        given = getattr(args, key)
-        if key in saved:
-            if given is not None and given != saved[key]:
-                raise UsageError(f"--{key.replace('_', '-')}: cannot change on --resume "
-                                 f"(the checkpoint has {saved[key]!r})")
-            cfg[key] = saved[key]
-        else:
-            cfg[key] = default if given is None else given
+    name = _pick("dataset", args.dataset, saved, DEFAULT_DATASET)
+    ds = load_dataset(name, args.data_dir)
+    cfg = dict(dataset=name)
+    defaults = recipe(ds.shape, len(ds.y_train))[1] if ckpt is None else BASE
+    for key, default in defaults.items():
+        cfg[key] = _pick(key, getattr(args, key), saved, default)
+    cfg["crop"] = cfg["crop"] or None                                # --crop 0: no crop
+    cropped_shape(ds.shape, cfg["crop"])                             # validates --crop
     for key, (low, high) in LIMITS.items():
         if not low <= cfg[key] <= high:
             raise UsageError(f"--{key.replace('_', '-')}: expected a value in [{low}, {high}], "
                              f"got {cfg[key]}")
-    return cfg
+    return cfg, ds
+
+
+def _pick(key, given, saved, default):
+    """The flag's value, the checkpoint's (a different flag is an error, except --steps) or the
+    default."""
+    if key in saved:
+        if given is not None and given != saved[key] and key != "steps":
+            raise UsageError(f"--{key.replace('_', '-')}: cannot change on --resume "
+                             f"(the checkpoint has {saved[key]!r})")
+        return saved[key] if given is None else given
+    return default if given is None else given
 
 
 def build_layers(cfg, shape, classes):
@@ -183,38 +214,40 @@ def build_layers(cfg, shape, classes):
     return layers + [GroupSum(classes, cfg["tau"])]
 
 
-def _image_transform(ds, thresholds, augment):
+def _image_transform(ds, cfg):
     from .data import augment as augment_images
     flip = ds.name.startswith("cifar")
 
     def transform(xb, rng):
-        """Raw images -> (augmented) thermometer bits."""
-        if augment:
+        """Raw images -> (augmented) thermometer bits of the centre crop."""
+        if cfg["augment"]:
             xb = augment_images(xb, rng, flip=flip)
-        return ds.encode(xb, thresholds)
+        return ds.encode(xb, cfg["thresholds"], cfg["crop"])
     return transform
 
 
 def _setup(args):
     """(dataset, settings, trainer, out folder) for a fresh or resumed run."""
+    from functools import partial
     from .checkpoint import load
-    from .data import load_dataset
+    from .data import cropped_shape
     from .model import Sequential
-    from .optim import Adam
+    from .optim import Adam, scheduled_lr
     from .train import Trainer
     ckpt = load(args.resume, device=args.device) if args.resume else None
-    cfg = _resolve(args, ckpt)
-    ds = load_dataset(cfg["dataset"], args.data_dir)
+    cfg, ds = _resolve(args, ckpt)
     if ckpt is None:
-        model = Sequential(build_layers(cfg, ds.shape, ds.num_classes), seed=cfg["seed"],
-                           device=args.device)
+        model = Sequential(build_layers(cfg, cropped_shape(ds.shape, cfg["crop"]), ds.num_classes),
+                           seed=cfg["seed"], device=args.device)
         opt = Adam(model, lr=cfg["lr"])
     elif ckpt.optimizer is None or ckpt.trainer_state is None:
         raise UsageError(f"--resume: {ckpt.path} has no optimizer/trainer state")
     else:
         model, opt = ckpt.model, ckpt.optimizer
+    schedule = partial(scheduled_lr, cfg["lr"], total=cfg["steps"], kind=cfg["lr_schedule"],
+                       warmup=cfg["warmup"])
     trainer = Trainer(model, opt, batch_size=cfg["batch_size"], accumulate=cfg["accumulate"],
-                      seed=cfg["seed"])
+                      seed=cfg["seed"], lr_schedule=schedule)
     if ckpt is not None:
         trainer.load_state(ckpt.trainer_state)
     out = args.out or (os.path.dirname(args.resume) if args.resume else
@@ -224,21 +257,22 @@ def _setup(args):
 
 def cmd_train(args):
     _set_threads(args.threads)
-    if args.steps < 1 or args.eval_every < 1:
+    if (args.steps is not None and args.steps < 1) or args.eval_every < 1:
         raise UsageError("--steps and --eval-every: expected ints >= 1")
     ds, cfg, trainer, out = _setup(args)
-    xte = ds.encode(ds.x_test, cfg["thresholds"])
-    todo, step0, sec0 = args.steps - trainer.step, trainer.step, trainer.seconds
+    xte = ds.encode(ds.x_test, cfg["thresholds"], cfg["crop"])
+    todo, step0, sec0 = cfg["steps"] - trainer.step, trainer.step, trainer.seconds
     if todo > 0:
         os.makedirs(out, exist_ok=True)
         meta = dict(settings=cfg, dataset=cfg["dataset"], thresholds=cfg["thresholds"],
+                    crop=cfg["crop"] or 0,
                     class_names=ds.class_names)
         trainer.fit(ds.x_train, ds.y_train, todo, eval_data=(xte, ds.y_test),
                     eval_every=args.eval_every, checkpoint_path=os.path.join(out, "checkpoint.h5"),
                     checkpoint_every=args.eval_every,
                     best_path=os.path.join(out, "best.h5") if args.keep_best else None,
                     history_path=os.path.join(out, "history.json"), progress=not args.no_progress,
-                    transform=_image_transform(ds, cfg["thresholds"], cfg["augment"]), meta=meta)
+                    transform=_image_transform(ds, cfg), meta=meta)
     h = trainer.history
     scores = (dict(relaxed=h["test_accuracy_relaxed"][-1], discrete=h["test_accuracy_discrete"][-1])
               if h["step"] and h["step"][-1] == trainer.step else trainer.evaluate(xte, ds.y_test))
@@ -272,14 +306,16 @@ def cmd_eval(args):
     if name is None:
         raise UsageError(f"{args.checkpoint}: no dataset recorded; pass --dataset")
     ds = load_dataset(name, args.data_dir)
-    values = ds.encoded_dim(1)
+    crop = ckpt.meta.get("crop") or None
+    values = ds.encoded_dim(1, crop)
     thresholds = ckpt.meta.get("thresholds") or max(1, ckpt.model.in_dim // values)
-    if ds.encoded_dim(thresholds) != ckpt.model.in_dim:
-        raise UsageError(f"--dataset: {name} with {thresholds} thresholds gives "
-                         f"{ds.encoded_dim(thresholds)} inputs, the model takes "
+    if ds.encoded_dim(thresholds, crop) != ckpt.model.in_dim:
+        raise UsageError(f"--dataset: {name} with {thresholds} thresholds"
+                         f"{f' and a {crop} x {crop} crop' if crop else ''} gives "
+                         f"{ds.encoded_dim(thresholds, crop)} inputs, the model takes "
                          f"{ckpt.model.in_dim}")
     t0 = time.perf_counter()
-    s = evaluate(ckpt.model, ds.encode(ds.x_test, thresholds), ds.y_test)
+    s = evaluate(ckpt.model, ds.encode(ds.x_test, thresholds, crop), ds.y_test)
     result = dict(test_accuracy_discrete=s["discrete"], test_accuracy_relaxed=s["relaxed"],
                   discretization_gap=s["gap"], steps=ckpt.step,
                   seconds=round(time.perf_counter() - t0, 3), dataset=name)

@@ -67,14 +67,38 @@ class Dataset:
     def num_classes(self):
         return len(self.class_names)
 
-    def encoded_dim(self, thresholds):
-        """Width of the encoded input: prod(shape) * thresholds."""
-        return int(np.prod(self.shape)) * thresholds
+    def encoded_dim(self, thresholds, crop=None):
+        """Width of the encoded input: prod(shape after the crop) * thresholds."""
+        return int(np.prod(cropped_shape(self.shape, crop))) * thresholds
 
-    def encode(self, x, thresholds):
-        """Raw samples (N, *shape) -> thermometer bits (N, prod(shape) * thresholds) uint8."""
+    def encode(self, x, thresholds, crop=None):
+        """Raw samples (N, *shape) -> thermometer bits (N, prod(cropped shape) * thresholds)
+        uint8; ``crop``: keep the centre crop x crop pixels of images first (``centre_crop``)."""
+        x = centre_crop(np.asarray(x), crop)
         bits = thermometer(np.asarray(x, dtype=np.float64) / self.max_value, thresholds)
         return bits.reshape(bits.shape[0], -1)
+
+
+def cropped_shape(shape, crop):
+    """Per-sample shape after ``centre_crop``: (C, crop, crop) for images, ``shape`` for None."""
+    if crop is None:
+        return tuple(shape)
+    crop = check_int("crop", crop, 1)
+    if len(shape) != 3 or crop > min(shape[1:]):
+        raise ValueError(f"crop: expected at most the image size {tuple(shape[1:])} of images "
+                         f"(C, H, W), got crop={crop} for samples of shape {tuple(shape)}")
+    return (shape[0], crop, crop)
+
+
+def centre_crop(x, crop):
+    """The centre crop x crop pixels of images x (N, C, H, W): rows (H - crop) // 2 onward and
+    columns (W - crop) // 2 onward (a 20x20 crop of a 28x28 MNIST digit drops 4 pixels a side).
+    ``crop`` None returns x unchanged."""
+    if crop is None:
+        return x
+    cropped_shape(x.shape[1:], crop)
+    top, left = (x.shape[2] - crop) // 2, (x.shape[3] - crop) // 2
+    return x[:, :, top:top + crop, left:left + crop]
 
 
 def load_digits(seed=0, test_fraction=0.2):
@@ -168,18 +192,42 @@ def _check_dataset(path, ds):
 
 # downloads (used by data_scripts/) -------------------------------------------------------------
 
-def md5sum(path):
+def md5sum(path, decompress=False):
+    """MD5 hex digest of the file's bytes, or of its gzip-decompressed bytes when ``decompress``."""
+    import gzip
     h = hashlib.md5()
-    with open(path, "rb") as f:
+    with (gzip.open if decompress else open)(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
 
 
-def fetch(filename, urls, md5, dest_dir, source_dir=None, verify=True):
+def verify_md5(path, md5, content_md5=None):
+    """ValueError naming ``path`` unless its MD5 is ``md5`` (the published archive) or, for a
+    gzip file with ``content_md5`` given, the MD5 of its decompressed bytes is ``content_md5``
+    (the same content re-compressed: other gzip settings change the archive's bytes only)."""
+    got = md5sum(path)
+    if got == md5:
+        return
+    if content_md5 is not None:
+        try:
+            content = md5sum(path, decompress=True)
+        except (OSError, EOFError) as e:
+            raise ValueError(f"{path}: MD5 {got} is not the official {md5}, and the file is not "
+                             f"a readable gzip archive ({e})") from None
+        if content == content_md5:
+            return
+        raise ValueError(f"{path}: neither the archive's MD5 {got} (official {md5}) nor the "
+                         f"decompressed content's MD5 {content} (official {content_md5}) match; "
+                         f"the file is not the official one (--no-verify skips the check)")
+    raise ValueError(f"{path}: MD5 {got} does not match the official {md5} "
+                     f"(--no-verify skips the check)")
+
+
+def fetch(filename, urls, md5, dest_dir, source_dir=None, verify=True, content_md5=None):
     """Path of ``filename``: the file in ``source_dir`` when given (no network), else the copy in
-    ``dest_dir``, downloaded from the first working URL of ``urls``; its MD5 must equal ``md5``
-    unless ``verify`` is False."""
+    ``dest_dir``, downloaded from the first working URL of ``urls``. Unless ``verify`` is False,
+    its MD5 must equal ``md5`` or its gzip content's MD5 ``content_md5`` (``verify_md5``)."""
     if source_dir is not None:
         dest = os.path.join(source_dir, filename)
         if not os.path.exists(dest):
@@ -187,10 +235,15 @@ def fetch(filename, urls, md5, dest_dir, source_dir=None, verify=True):
     else:
         os.makedirs(dest_dir, exist_ok=True)
         dest = os.path.join(dest_dir, filename)
-        if not (os.path.exists(dest) and (not verify or md5sum(dest) == md5)):
+        if os.path.exists(dest) and verify:
+            try:
+                verify_md5(dest, md5, content_md5)
+            except ValueError:
+                _download(urls, dest)
+        elif not os.path.exists(dest):
             _download(urls, dest)
-    if verify and md5sum(dest) != md5:
-        raise ValueError(f"{dest}: MD5 {md5sum(dest)} does not match the official {md5}")
+    if verify:
+        verify_md5(dest, md5, content_md5)
     return dest
 
 

@@ -61,3 +61,25 @@ class Adam:
         self.m[...] = xp.asarray(m, dtype=self.m.dtype)
         self.v[...] = xp.asarray(v, dtype=self.v.dtype)
         self.t = int(t)
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+def scheduled_lr(base, step, total, kind="constant", warmup=0, final=0.0):
+    """Learning rate of optimizer step ``step`` (0-based) of ``total``:
+
+        warmup:    base * (step + 1) / warmup                       for step < warmup
+        constant:  base
+        cosine:    final + (base - final) * (1 + cos(pi * u)) / 2,   u = (step - warmup) / (total - warmup)
+
+    ``final`` is the rate the cosine reaches at ``total`` (and keeps after it)."""
+    import math
+    if kind not in SCHEDULES:
+        raise ValueError(f"lr_schedule: expected one of {SCHEDULES}, got {kind!r}")
+    if step < warmup:
+        return base * (step + 1) / warmup
+    if kind == "constant":
+        return base
+    u = min(1.0, (step - warmup) / max(1, total - warmup))
+    return final + (base - final) * 0.5 * (1.0 + math.cos(math.pi * u))

@@ -24,13 +24,27 @@ def accuracy(model, x, y, batch_size=1000):
     return correct / len(x)
 
 
-def evaluate(model, x, y, batch_size=1000):
-    """dict(relaxed=accuracy in train(), discrete=accuracy in eval(), gap=relaxed - discrete);
-    the model's mode is restored afterwards."""
+def circuit_accuracy(model, x, y, batch_size=65536):
+    """Discretized accuracy through the bit-packed circuit: the model's eval() forward reads its
+    inputs as bits [x >= 0.5], so ``model.to_circuit().predict(x >= 0.5)`` is the same
+    prediction (ties to the lowest class in both), at a fraction of the float path's cost."""
+    circuit = model.to_circuit()
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        pred = circuit.predict(np.asarray(x[i:i + batch_size]) >= 0.5)
+        correct += int((pred == np.asarray(y[i:i + batch_size])).sum())
+    return correct / len(x)
+
+
+def evaluate(model, x, y, batch_size=1000, packed=True):
+    """dict(relaxed=accuracy in train(), discrete=accuracy of the discretized model,
+    gap=relaxed - discrete); the model's mode is restored afterwards. ``packed``: the discrete
+    accuracy through the bit-packed circuit (``circuit_accuracy``), else the eval() forward."""
     was_training = model.training
     try:
         relaxed = accuracy(model.train(), x, y, batch_size)
-        discrete = accuracy(model.eval(), x, y, batch_size)
+        discrete = (circuit_accuracy(model, x, y) if packed else
+                    accuracy(model.eval(), x, y, batch_size))
     finally:
         model.train() if was_training else model.eval()
     return dict(relaxed=relaxed, discrete=discrete, gap=relaxed - discrete)
@@ -39,14 +53,16 @@ def evaluate(model, x, y, batch_size=1000):
 class Trainer:
     """Trains ``model`` with ``optimizer`` on mini-batches drawn epoch by epoch from seeded
     permutations. One step = ``accumulate`` micro-batches of ``batch_size`` (each micro-batch's
-    loss gradient scaled by 1/accumulate), then one optimizer step.
+    loss gradient scaled by 1/accumulate), then one optimizer step. ``lr_schedule(step)`` (e.g.
+    ``functools.partial(pylgn.optim.scheduled_lr, 0.01, total=..., kind="cosine")``) sets the
+    optimizer's learning rate before each step; it depends on the step only, so resumes are exact.
 
     Everything a bit-identical resume needs (RNG state, current permutation and position, step,
     history) is in ``state()``; pass it to ``pylgn.save(..., trainer_state=...)`` and back through
     ``load_state``."""
 
     def __init__(self, model, optimizer, batch_size=100, accumulate=1, seed=0,
-                 eval_batch_size=1000):
+                 eval_batch_size=1000, lr_schedule=None):
         if optimizer.model is not model:
             raise ValueError("optimizer: belongs to a different model")
         self.model, self.optimizer = model, optimizer
@@ -54,6 +70,9 @@ class Trainer:
         self.accumulate = check_int("accumulate", accumulate, 1)
         self.seed = check_int("seed", seed, 0)
         self.eval_batch_size = check_int("eval_batch_size", eval_batch_size, 1)
+        if lr_schedule is not None and not callable(lr_schedule):
+            raise TypeError("lr_schedule: expected a callable step -> learning rate, or None")
+        self.lr_schedule = lr_schedule
         self.rng = np.random.default_rng(self.seed)
         self.step, self.epoch, self.position, self.seconds = 0, 0, 0, 0.0
         self.permutation = None
@@ -127,6 +146,8 @@ class Trainer:
         samples, last micro-batch (x, y))."""
         model, host = self.model, self.model.backend.to_host
         self.optimizer.zero_grad()
+        if self.lr_schedule is not None:
+            self.optimizer.lr = float(self.lr_schedule(self.step))
         loss_sum, correct = 0.0, 0
         for _ in range(self.accumulate):
             idx = self._next_indices(len(x))

@@ -173,7 +173,7 @@ def test_prepare_mnist_offline(tmp_path):
     src.mkdir()
     arrays = dict(x_train=rng.integers(0, 256, (7, 28, 28)), y_train=rng.integers(0, 10, 7),
                   x_test=rng.integers(0, 256, (3, 28, 28)), y_test=rng.integers(0, 10, 3))
-    for key, (name, _) in mod.FILES.items():
+    for key, (name, *_) in mod.FILES.items():
         _idx(src / name, arrays[key])
     with pytest.raises(ValueError, match="MD5"):
         mod.main(["--source", str(src), "--out", str(tmp_path / "out")])

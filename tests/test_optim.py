@@ -71,3 +71,18 @@ def test_zero_grad_and_accumulation():
     np.testing.assert_allclose(model.grads, 2 * once)
     pylgn.Adam(model).zero_grad()
     assert not model.grads.any()
+
+
+def test_scheduled_lr_formulas():
+    import math
+    from pylgn.optim import scheduled_lr
+    assert scheduled_lr(0.1, 7, 100) == 0.1
+    assert scheduled_lr(0.1, 0, 100, "cosine") == pytest.approx(0.1)
+    assert scheduled_lr(0.1, 50, 100, "cosine") == pytest.approx(0.05)
+    assert scheduled_lr(0.1, 25, 100, "cosine") == pytest.approx(0.05 * (1 + math.cos(math.pi / 4)))
+    assert scheduled_lr(0.1, 100, 100, "cosine", final=0.01) == pytest.approx(0.01)
+    assert scheduled_lr(0.1, 500, 100, "cosine") == pytest.approx(0.0)
+    assert scheduled_lr(0.1, 1, 100, "cosine", warmup=4) == pytest.approx(0.05)
+    assert scheduled_lr(0.1, 4, 100, "cosine", warmup=4) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        scheduled_lr(0.1, 0, 10, "step")

@@ -151,3 +151,29 @@ def test_trainer_checks_arguments(make_model, bits_data):
         Trainer(model, pylgn.Adam(model), batch_size=200).fit(*bits_data, 1, progress=False)
     with pytest.raises(ValueError, match="trainer_state"):
         Trainer(model, pylgn.Adam(model)).load_state(dict(step=1))
+
+
+def test_lr_schedule_sets_rate_per_step_and_resumes_exactly(make_model, bits_data):
+    from functools import partial
+    from pylgn.optim import scheduled_lr
+    x, y = bits_data
+    sched = partial(scheduled_lr, 0.05, total=10, kind="cosine")
+    a = _trainer(make_model, batch_size=20, lr_schedule=sched)
+    a.fit(x, y, 10, progress=False)
+    assert a.optimizer.lr == pytest.approx(sched(9)) and a.optimizer.lr < 0.01
+    b = _trainer(make_model, batch_size=20, lr_schedule=sched)
+    b.fit(x, y, 4, progress=False)
+    c = Trainer(b.model, b.optimizer, batch_size=20, lr_schedule=sched).load_state(b.state())
+    c.fit(x, y, 6, progress=False)
+    np.testing.assert_array_equal(c.model.params, a.model.params)
+    with pytest.raises(TypeError, match="lr_schedule"):
+        _trainer(make_model, lr_schedule=0.1)
+
+
+def test_packed_discrete_accuracy_equals_eval_forward(make_model, bits_data):
+    x, y = bits_data
+    tr = _trainer(make_model, batch_size=20)
+    tr.fit(x, y, 30, progress=False)
+    xf = np.random.default_rng(0).random(x.shape)             # floats: thresholded at 0.5 alike
+    for data in (x, xf):
+        assert evaluate(tr.model, data, y) == evaluate(tr.model, data, y, packed=False)

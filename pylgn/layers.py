@@ -121,7 +121,7 @@ class LogicLayer:
         xp, k = self.backend.xp, self.backend.kernels
         y = xp.empty((self.out_dim, x.shape[1]), dtype=x.dtype)
         if train:
-            table = xp.ascontiguousarray(self.table(), dtype=x.dtype)
+            table = self.step_state(x.dtype)
             k.gate_forward(x, self.connections, table, y)
             self._saved = (x, table)
         else:
@@ -144,6 +144,35 @@ class LogicLayer:
         dx = xp.empty_like(x)
         k.gate_backward_inputs(x, self.connections, *self._rev, table, dy, self.grad_factor, dx)
         return dx
+
+    # the tiled training step (pylgn.tiling): same kernels, serial, on one tile of samples ------
+    # A step computes the shared ``state`` once, then each thread runs whole tiles (x, y, dy, dx:
+    # that tile's columns) and adds dL/domega into its own ``acc``; the accs are summed in a
+    # fixed order and turned into dL/dW once by step_grad (table_backward is linear).
+
+    def step_state(self, dtype):
+        """Shared, read-only state of one step: the relaxed table omega (out_dim, 2**arity)."""
+        return self.backend.xp.ascontiguousarray(self.table(), dtype=dtype)
+
+    def step_acc_shape(self):
+        """Shape of a thread's dL/domega accumulator."""
+        return (self.out_dim, 2 ** self.arity)
+
+    def forward_tile(self, table, x, y):
+        """y = relaxed gates of x on one tile (serial kernel)."""
+        self.backend.kernels.gate_forward_range(x, self.connections, table, y, 0, self.out_dim)
+
+    def backward_tile(self, table, x, dy, dtable, dx):
+        """dtable += dL/domega of the tile; dx (unless None) = dL/dx of the tile."""
+        k = self.backend.kernels
+        k.gate_backward_table_range(x, self.connections, dy, dtable, 0, self.out_dim)
+        if dx is not None:
+            k.gate_backward_inputs_range(x, self.connections, *self._rev, table, dy,
+                                         self.grad_factor, dx, 0, self.in_dim)
+
+    def step_grad(self, table, dtable):
+        """grad += dL/dW from the step's summed dL/domega (at step_state's table() call)."""
+        self.grad += self.table_backward(dtable)
 
     def __repr__(self):
         return (f"LogicLayer({self.in_dim}, {self.out_dim}, arity={self.arity}, "
@@ -174,6 +203,23 @@ class GroupSum:
         dx = self.backend.xp.empty((self.in_dim, dlogits.shape[1]), dtype=dlogits.dtype)
         self.backend.kernels.group_sum_backward(dlogits, self.tau, dx)
         return dx
+
+    # the tiled training step (see LogicLayer): no parameters, no state
+
+    def step_state(self, dtype):
+        return None
+
+    def step_acc_shape(self):
+        return None
+
+    def forward_tile(self, state, x, y):
+        self.backend.kernels.group_sum_range(x, self.tau, y, 0, self.k)
+
+    def backward_tile(self, state, x, dy, acc, dx):
+        self.backend.kernels.group_sum_backward_range(dy, self.tau, dx, 0, self.in_dim)
+
+    def step_grad(self, state, acc):
+        pass
 
     def __repr__(self):
         return f"GroupSum(k={self.k}, tau={self.tau})"

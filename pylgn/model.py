@@ -1,9 +1,11 @@
 """Sequential: chains layers, owns the seed, the device and the flat parameter buffers."""
 import numpy as np
 
-from ._checks import check_batch, check_int
+from . import tiling
+from ._checks import check_batch, check_float, check_int, check_labels
 from .backend import get_backend
 from .layers import GroupSum, LogicLayer
+from .loss import softmax_cross_entropy
 
 DTYPES = (np.float32, np.float64)
 
@@ -70,7 +72,7 @@ class Sequential:
                     layer.bind(backend, self.params[off:off + n].reshape(shape),
                                self.grads[off:off + n].reshape(shape), old.to_host(layer.connections))
                     off += n
-            self.backend, self._batch = backend, None
+            self.backend, self._batch, self._tiled = backend, None, None
         if optimizer is not None:
             optimizer.to(device)
         return self
@@ -143,9 +145,40 @@ class Sequential:
         for i in range(len(self.layers) - 1, -1, -1):
             d = self.layers[i].backward(d, need_dx=i > 0)
 
+    def loss_and_grad(self, x, y, scale=1.0, tiled=True, tile=None):
+        """One training step's loss and gradients: grads += scale * dL/dparams (not zeroed first).
+
+        x (batch, in_dim) in [0, 1], y (batch,) int labels; L = mean softmax cross-entropy of the
+        logits. Returns (L as a float, logits as a host numpy array (batch, classes)). On the CPU
+        the batch runs tile by tile in cache (``pylgn.tiling``; ``tile``: the most samples per
+        tile, None = from the cache sizes); otherwise, or with ``tiled=False``, it is forward +
+        softmax_cross_entropy + backward. The layers' forward/backward state is left untouched
+        by the tiled path.
+        """
+        if not self.training:
+            raise RuntimeError("loss_and_grad: the model is in eval() mode (discrete gates have no "
+                               "gradient)")
+        scale = check_float("scale", scale)
+        if tile is not None:
+            tile = check_int("tile", tile, 1)
+        x = check_batch("x", x, self.in_dim, xp=_array_module(x, self.backend))
+        y = check_labels("y", y, x.shape[0], self.out_dim, xp=_array_module(y, self.backend))
+        step = tiling.plan(self, tile) if tiled else None
+        if step is None:
+            logits = self.forward(x)
+            loss, d = softmax_cross_entropy(logits, y)
+            self.backward(d if scale == 1.0 else d * scale)
+            return loss, self.backend.to_host(logits)
+        return step.run(x, y, scale)
+
     def __repr__(self):
         inner = ",\n  ".join(repr(l) for l in self.layers)
         return f"Sequential([\n  {inner}\n], device={self.device!r}, dtype={self.dtype.name})"
+
+
+def _array_module(a, backend):
+    """numpy for host arrays (and anything without a shape), else the backend's module."""
+    return np if isinstance(a, np.ndarray) or not hasattr(a, "shape") else backend.xp
 
 
 def _check_chain(layers):

@@ -8,7 +8,9 @@ gate is the multilinear extension of its table:
     y[g, s] = sum_r table[g, r] * prod_k (x_k if b_k(r) else 1 - x_k),   x_k = x[conn[k, g], s]
 
 Every inner loop runs over the contiguous samples of whole rows (so it vectorizes); scratch rows
-are allocated once per parallel chunk of gates (or inputs), never per gate or sample.
+are allocated once per parallel chunk of gates (or inputs), never per gate or sample. Each
+parallel kernel is a ``prange`` over chunks of a serial, ``nogil`` ``*_range`` kernel; the tiled
+training step calls those serial kernels directly on one tile of samples per thread.
 """
 import numpy as np
 from numba import njit, prange
@@ -16,6 +18,10 @@ from numba import njit, prange
 from .common import difference_table
 
 CHUNKS = 256
+#: serial kernels with no CUDA twin: the ``*_range`` parts that the parallel kernels run per chunk
+#: and the tiled CPU training step (pylgn.tiling) runs per tile, and the tile's loss
+CPU_ONLY = ("gate_forward_range", "gate_backward_table_range", "gate_backward_inputs_range",
+            "group_sum_range", "group_sum_backward_range", "softmax_cross_entropy_columns")
 _FM = {"nsz", "arcp", "contract", "reassoc"}
 
 
@@ -65,18 +71,26 @@ def _multilinear(vals, m, x, rows, t, out):
                 dst[s] = lo[s] + r[s] * (hi[s] - lo[s])
 
 
+@njit(cache=True, nogil=True, fastmath=_FM)
+def gate_forward_range(x, conn, table, y, g0, g1):
+    """``gate_forward`` for the gates g0 <= g < g1 only, serial: one parallel chunk of gates, or
+    every gate on one tile of samples (x, y holding that tile's columns) in the tiled step."""
+    n = conn.shape[0]
+    t = np.empty((max(1, table.shape[1] >> 2), x.shape[1]), dtype=y.dtype)
+    rows = np.empty(n, dtype=np.int64)
+    for g in range(g0, g1):
+        for k in range(n):
+            rows[k] = conn[k, g]
+        _multilinear(table[g], n, x, rows, t, y[g])
+
+
 @njit(parallel=True, cache=True, fastmath=_FM)
 def gate_forward(x, conn, table, y):
     """Relaxed forward: y[g, s] = sum_r table[g, r] prod_k (x_k if b_k(r) else 1 - x_k)."""
-    n, G = conn.shape
+    G = conn.shape[1]
     nc = _chunks(G)
     for c in prange(nc):
-        t = np.empty((max(1, table.shape[1] >> 2), x.shape[1]), dtype=y.dtype)
-        rows = np.empty(n, dtype=np.int64)
-        for g in range(c * G // nc, (c + 1) * G // nc):
-            for k in range(n):
-                rows[k] = conn[k, g]
-            _multilinear(table[g], n, x, rows, t, y[g])
+        gate_forward_range(x, conn, table, y, c * G // nc, (c + 1) * G // nc)
 
 
 @njit(parallel=True, cache=True)
@@ -147,30 +161,69 @@ def _sums_last_inputs(v, x, rows, n, acc):
     acc[3] += a3
 
 
+@njit(cache=True, nogil=True, fastmath=_FM)
+def gate_backward_table_range(x, conn, dy, dtable, g0, g1):
+    """dtable[g, r] += sum_s dy[g, s] prod_k (x_k or 1 - x_k) for the gates g0 <= g < g1, serial.
+
+    Accumulates (the tiled step adds its tiles up). The first n-2 inputs are expanded into
+    scratch rows (``_expand``, starting from dy); the last two are folded into the batch sums
+    directly, four sums per scratch row.
+    """
+    n = conn.shape[0]
+    step = min(n, 2)
+    e = np.empty((max(1, dtable.shape[1] >> 2), x.shape[1]), dtype=dy.dtype)
+    rows = np.empty(n, dtype=np.int64)
+    for g in range(g0, g1):
+        for k in range(n):
+            rows[k] = conn[k, g]
+        _expand(dy[g], x, rows, max(0, n - 2), e)
+        for j in range(max(1, dtable.shape[1] >> 2)):
+            _sums_last_inputs(e[j], x, rows, n, dtable[g, (1 << step) * j:(1 << step) * (j + 1)])
+
+
 @njit(parallel=True, cache=True, fastmath=_FM)
 def gate_backward_table(x, conn, dy, dtable):
-    """Gradient w.r.t. the relaxed table: dtable[g, r] = sum_s dy[g, s] prod_k (x_k or 1 - x_k).
-
-    The first n-2 inputs are expanded into scratch rows (``_expand``, starting from dy); the last
-    two are folded into the batch sums directly, four sums per scratch row.
-    """
-    n, G = conn.shape
-    P = dtable.shape[1]
+    """Gradient w.r.t. the relaxed table: dtable[g, r] = sum_s dy[g, s] prod_k (x_k or 1 - x_k)."""
+    G = conn.shape[1]
     nc = _chunks(G)
     for c in prange(nc):
-        e = np.empty((max(1, P >> 2), x.shape[1]), dtype=dy.dtype)
-        rows = np.empty(n, dtype=np.int64)
-        for g in range(c * G // nc, (c + 1) * G // nc):
-            for k in range(n):
-                rows[k] = conn[k, g]
-            dtable[g, :] = 0.0
-            _expand(dy[g], x, rows, max(0, n - 2), e)
-            step = min(n, 2)
-            for j in range(max(1, 1 << (n - 2))):
-                _sums_last_inputs(e[j], x, rows, n, dtable[g, (1 << step) * j:(1 << step) * (j + 1)])
+        g0, g1 = c * G // nc, (c + 1) * G // nc
+        dtable[g0:g1] = 0.0
+        gate_backward_table_range(x, conn, dy, dtable, g0, g1)
 
 
 _difference_table = njit(cache=True, inline="always")(difference_table)
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def gate_backward_inputs_range(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx, i0, i1):
+    """``gate_backward_inputs`` for the input rows i0 <= i < i1 only (overwritten), serial."""
+    n, G = conn.shape
+    B = dx.shape[1]
+    half = max(1, 1 << (n - 1))
+    t = np.empty((max(1, half >> 2), B), dtype=dx.dtype)
+    f = np.empty(B, dtype=dx.dtype)
+    d = np.empty(half, dtype=table.dtype)
+    rows = np.empty(max(1, n - 1), dtype=np.int64)
+    for i in range(i0, i1):
+        acc = dx[i]
+        acc[:] = 0.0
+        for p in range(rev_ptr[i], rev_ptr[i + 1]):
+            k = rev_idx[p] // G
+            g = rev_idx[p] - k * G
+            _difference_table(table[g], n, k, d)
+            m = 0
+            for j in range(n):
+                if j != k:
+                    rows[m] = conn[j, g]
+                    m += 1
+            _multilinear(d, n - 1, x, rows, t, f)
+            dyg = dy[g]
+            for s in range(B):
+                acc[s] += dyg[s] * f[s]
+        if grad_factor != 1.0:
+            for s in range(B):
+                acc[s] *= grad_factor
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
@@ -182,34 +235,11 @@ def gate_backward_inputs(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx):
 
     ``rev_idx[rev_ptr[i]:rev_ptr[i+1]]`` lists the slots k*G + g that read input i.
     """
-    n, G = conn.shape
-    I, B = dx.shape
+    I = dx.shape[0]
     nc = _chunks(I)
     for c in prange(nc):
-        half = max(1, 1 << (n - 1))
-        t = np.empty((max(1, half >> 2), B), dtype=dx.dtype)
-        f = np.empty(B, dtype=dx.dtype)
-        d = np.empty(half, dtype=table.dtype)
-        rows = np.empty(max(1, n - 1), dtype=np.int64)
-        for i in range(c * I // nc, (c + 1) * I // nc):
-            acc = dx[i]
-            acc[:] = 0.0
-            for p in range(rev_ptr[i], rev_ptr[i + 1]):
-                k = rev_idx[p] // G
-                g = rev_idx[p] - k * G
-                _difference_table(table[g], n, k, d)
-                m = 0
-                for j in range(n):
-                    if j != k:
-                        rows[m] = conn[j, g]
-                        m += 1
-                _multilinear(d, n - 1, x, rows, t, f)
-                dyg = dy[g]
-                for s in range(B):
-                    acc[s] += dyg[s] * f[s]
-            if grad_factor != 1.0:
-                for s in range(B):
-                    acc[s] *= grad_factor
+        gate_backward_inputs_range(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx,
+                                   c * I // nc, (c + 1) * I // nc)
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
@@ -269,28 +299,70 @@ def op_table_backward(p, tables, domega, dw):
             dw[g, i] = p[g, i] * (dw[g, i] - dot)
 
 
-@njit(parallel=True, cache=True)
-def group_sum(x, tau, out):
-    """GroupSum: out[c, s] = sum_{j < m} x[c m + j, s] / tau, m = rows of x / rows of out."""
-    k, B = out.shape
-    m = x.shape[0] // k
-    for c in prange(k):
+@njit(cache=True, nogil=True)
+def group_sum_range(x, tau, out, c0, c1):
+    """``group_sum`` for the groups c0 <= c < c1 only, serial."""
+    m = x.shape[0] // out.shape[0]
+    for c in range(c0, c1):
         o = out[c]
         o[:] = 0.0
         for j in range(c * m, (c + 1) * m):
             r = x[j]
-            for s in range(B):
+            for s in range(out.shape[1]):
                 o[s] += r[s]
-        for s in range(B):
+        for s in range(out.shape[1]):
             o[s] /= tau
+
+
+@njit(parallel=True, cache=True)
+def group_sum(x, tau, out):
+    """GroupSum: out[c, s] = sum_{j < m} x[c m + j, s] / tau, m = rows of x / rows of out."""
+    for c in prange(out.shape[0]):
+        group_sum_range(x, tau, out, c, c + 1)
+
+
+@njit(cache=True, nogil=True)
+def group_sum_backward_range(dout, tau, dx, j0, j1):
+    """``group_sum_backward`` for the rows j0 <= j < j1 of dx only, serial."""
+    m = dx.shape[0] // dout.shape[0]
+    for j in range(j0, j1):
+        d = dout[j // m]
+        r = dx[j]
+        for s in range(dx.shape[1]):
+            r[s] = d[s] / tau
 
 
 @njit(parallel=True, cache=True)
 def group_sum_backward(dout, tau, dx):
     """GroupSum backward: dx[c m + j, s] = dout[c, s] / tau."""
-    m = dx.shape[0] // dout.shape[0]
-    for j in prange(dx.shape[0]):
-        d = dout[j // m]
-        r = dx[j]
-        for s in range(dx.shape[1]):
-            r[s] = d[s] / tau
+    J = dx.shape[0]
+    nc = _chunks(J)
+    for c in prange(nc):
+        group_sum_backward_range(dout, tau, dx, c * J // nc, (c + 1) * J // nc)
+
+
+@njit(cache=True, nogil=True)
+def softmax_cross_entropy_columns(z, labels, inv_batch, dz):
+    """Softmax cross-entropy on logits laid out (classes, samples), serial (one tile):
+
+        returns sum_s [logsumexp(z[:, s]) - z[labels[s], s]]
+        dz[c, s] = (softmax(z[:, s])_c - [c == labels[s]]) * inv_batch
+
+    (``pylgn.loss.softmax_cross_entropy`` on the transposed tile, with the mean's 1/batch taken
+    over the whole batch: tiles of one batch add up to its gradient.)
+    """
+    K, B = z.shape
+    total = 0.0
+    for s in range(B):
+        mx = z[0, s]
+        for c in range(1, K):
+            mx = max(mx, z[c, s])
+        se = 0.0
+        for c in range(K):
+            se += np.exp(z[c, s] - mx)
+        lse = np.log(se)
+        total += lse - (z[labels[s], s] - mx)
+        for c in range(K):
+            dz[c, s] = np.exp(z[c, s] - mx - lse) * inv_batch
+        dz[labels[s], s] -= inv_batch
+    return total

@@ -432,7 +432,8 @@ class OrPool2d:
 #: Petersen et al. 2024 (k = 256); "cdlgn-tiny" is the same topology at k = 8, for CPU demos, and
 #: "cdlgn-digits" two blocks for 8x8 images (neither is a paper model). "cdlgn-mnist" is a
 #: LogicTreeNet for MNIST-size digits at the 20 x 20 centre crop (three blocks, 20 -> 10 -> 5 -> 2),
-#: sized under the 147K gates of the published LogicTreeNet-S (``pylgn info`` prints its count). blocks: conv channels per block in units of k; dense: widths in units of k.
+#: 111K gates, under the 147K of the published LogicTreeNet-S (``pylgn info`` prints the count).
+#: blocks: conv channels per block in units of k; dense: widths in units of k.
 ARCHS = {
     "cdlgn-m": dict(k=256, in_size=32, blocks=(1, 4, 16, 32), dense=(1280, 640, 320), tau=40.0),
     "cdlgn-tiny": dict(k=8, in_size=32, blocks=(1, 4, 16, 32), dense=(1280, 640, 320), tau=10.0),

@@ -147,3 +147,22 @@ def test_cli_recipe_for_any_28x28_dataset(tmp_path, capsys):
     capsys.readouterr()
     assert main(argv[:-4] + ["--crop", "30", "--out", str(tmp_path / "r3"), "--no-progress"]) == 2
     assert "crop" in capsys.readouterr().err
+
+
+def test_cdlgn_mnist_arch_under_logictreenet_s(tmp_path, capsys):
+    """The 28x28 LogicTreeNet trains through the CLI (2 steps) and ``pylgn info`` prints a gate
+    count under LogicTreeNet-S's 147K."""
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (30, 1, 28, 28)).astype(np.uint8)
+    y = rng.integers(0, 10, 30)
+    path = tmp_path / "digits28.h5"
+    pylgn.data.write_dataset(str(path), "digits28", x[:20], y[:20], x[20:], y[20:],
+                             [str(i) for i in range(10)])
+    assert main(["train", "--dataset", str(path), "--arch", "cdlgn-mnist", "--steps", "2",
+                 "--eval-every", "2", "--batch-size", "10", "--out", str(tmp_path / "run"),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "run" / "checkpoint.h5"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 100_000 < info["gate_count"]["total"] <= 147_000
+    assert info["in_dim"] == 20 * 20 * recipe((1, 28, 28), 20)[1]["thresholds"]

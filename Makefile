@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache
 
-.PHONY: demo test bench bench-torch clean
+.PHONY: demo test bench bench-torch reproduce-mnist clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,14 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/train_step.py
+
+# Full MNIST beside the published rows (tens of minutes; resumable: run it again to continue)
+MNIST_SOURCE ?= ../shared/data/mnist
+data/mnist.h5: | $(VENV)/.installed
+	$(BIN)/python data_scripts/prepare_mnist.py --source $(MNIST_SOURCE) --out data
+
+reproduce-mnist: $(VENV)/.installed-test data/mnist.h5
+	$(BIN)/python bench/mnist.py reproduce
 
 # pylgn vs an independent PyTorch implementation; torch lives only in its own venv
 .venv-torch/.installed: setup.cfg pyproject.toml

@@ -8,7 +8,6 @@ import numpy as np
 
 from ._checks import check_batch, check_int, check_labels
 from .checkpoint import atomic_path, to_json
-from .loss import softmax_cross_entropy
 
 HISTORY_KEYS = ("step", "train_loss", "train_accuracy", "test_accuracy_relaxed",
                 "test_accuracy_discrete", "discretization_gap", "seconds")
@@ -144,7 +143,7 @@ class Trainer:
     def train_step(self, x, y, transform=None):
         """One optimizer step over ``accumulate`` micro-batches; returns (mean loss, correct,
         samples, last micro-batch (x, y))."""
-        model, host = self.model, self.model.backend.to_host
+        model = self.model
         self.optimizer.zero_grad()
         if self.lr_schedule is not None:
             self.optimizer.lr = float(self.lr_schedule(self.step))
@@ -154,11 +153,9 @@ class Trainer:
             xb, yb = x[idx], y[idx]
             if transform is not None:
                 xb = transform(xb, self.rng)
-            logits = model.forward(xb)
-            loss, dlogits = softmax_cross_entropy(logits, yb)
-            model.backward(dlogits / self.accumulate if self.accumulate > 1 else dlogits)
+            loss, logits = model.loss_and_grad(xb, yb, scale=1.0 / self.accumulate)
             loss_sum += loss
-            correct += int((host(logits).argmax(axis=1) == yb).sum())
+            correct += int((logits.argmax(axis=1) == yb).sum())
         self.optimizer.step()
         self.step += 1
         return loss_sum / self.accumulate, correct, self.accumulate * self.batch_size, (xb, yb)

@@ -35,7 +35,7 @@ import numpy as np
 #: cache sizes (bytes) used when /sys does not say: L1d, L2 per core, L3 shared
 FALLBACK_CACHES = {1: 32 << 10, 2: 512 << 10, 3: 8 << 20}
 #: share of (L2 + this thread's share of L3) that a thread's tile working set may fill
-CACHE_SHARE = 0.5
+CACHE_SHARE = 0.75
 MAX_TILE = 256
 ALIGN = 64                                   # bytes: a cache line
 

@@ -23,7 +23,8 @@ def dense(param="iwp", arity=2, estimator="sin", widths=(40, 30, 20), in_dim=24,
     """Gaussian-initialised dense net (non-trivial gradients), ``grad_factor`` on the 2nd layer."""
     dims = (in_dim,) + tuple(widths)
     layers = [pylgn.LogicLayer(a, b, arity=arity, param=param, estimator=estimator,
-                               init="gaussian", sigma=1.0, grad_factor=grad_factor if i == 1 else 1.0)
+                               init="gaussian", sigma=1.0,
+                               grad_factor=grad_factor if i == 1 else 1.0)
               for i, (a, b) in enumerate(zip(dims, dims[1:]))]
     return pylgn.Sequential(layers + [pylgn.GroupSum(classes, 2.0)], seed=seed, dtype=dtype)
 

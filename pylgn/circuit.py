@@ -68,6 +68,7 @@ class Circuit:
         self.codes, self.outputs = codes, outputs
         self.k, self.tau = k, check_float("tau", tau, 0.0, low_open=True)
         self.report, self._plan, self._levels = None, None, None
+        self._enc, self._enc_key = None, None
 
     # -- structure ------------------------------------------------------------------------
 
@@ -141,8 +142,39 @@ class Circuit:
         return self._run(self._packed(x), self.k)
 
     def predict(self, x):
-        """(batch,) int64 class = argmax of scores; on ties the lowest class index wins."""
-        return np.argmax(self.scores(x), axis=1)
+        """(batch,) int64 class = argmax of scores; on ties the lowest class index wins (taken
+        inside the kernel: no scores array)."""
+        if self.k is None:
+            raise ValueError("predict: this circuit has no k (GroupSum); use evaluate() for bits")
+        return self._run(self._packed(x), self.k, mode=2)
+
+    def scores_raw(self, x, encoder):
+        """``scores(encoder.encode(x))`` with the encoding fused into the kernel: each block of
+        samples is thermometer-coded and packed straight from the raw uint8 data (see
+        ``Thermometer``); nothing of size (batch, in_dim) is built."""
+        return self._run_raw(x, encoder, 1)
+
+    def predict_raw(self, x, encoder):
+        """``predict(encoder.encode(x))`` from raw samples, fused like ``scores_raw``."""
+        return self._run_raw(x, encoder, 2)
+
+    def _run_raw(self, x, encoder, mode):
+        if not isinstance(encoder, Thermometer):
+            raise TypeError(f"encoder: expected a pylgn.circuit.Thermometer, got {type(encoder)}")
+        if encoder.in_dim != self.in_dim:
+            raise ValueError(f"encoder: encodes {encoder.in_dim} features, the circuit reads "
+                             f"{self.in_dim}")
+        if self.k is None:
+            raise ValueError("x: this circuit has no k (GroupSum); use evaluate() for bits")
+        import numba
+        from .kernels.packed import run_circuit
+        raw = encoder.raw(x)
+        if self._enc_key is not encoder:
+            self._enc, self._enc_key = encoder.plan(_read_inputs(self)), encoder
+        pix, ptr, thr, slot = self._enc
+        enc = (pix, ptr, encoder.cut_table(x)[thr], slot)
+        return run_circuit(None, raw.shape[0], self.plan(), self.k, numba.get_num_threads(),
+                           mode=mode, raw=raw, enc=enc)
 
     def plan(self):
         """The flat arrays the packed kernel runs (built once, cached)."""
@@ -154,16 +186,22 @@ class Circuit:
 
     def _packed(self, x):
         if isinstance(x, PackedBits):
-            if x.words.ndim != 2 or x.words.shape[0] != self.in_dim or x.words.dtype != np.uint64:
-                raise ValueError(f"x: expected PackedBits of {self.in_dim} features")
+            w = x.words
+            if not isinstance(w, np.ndarray) or w.ndim != 2 or w.shape[0] != self.in_dim \
+                    or w.dtype != np.uint64:
+                raise ValueError(f"x: expected PackedBits of {self.in_dim} features (uint64 words)")
+            if not isinstance(x.n, (int, np.integer)) or not 1 <= x.n <= 64 * w.shape[1]:
+                raise ValueError(f"x: PackedBits declares n={x.n} samples, its {w.shape[1]} "
+                                 f"words hold 1..{64 * w.shape[1]}")
             return x
         return self.pack(x)
 
-    def _run(self, px, k, out=None):
+    def _run(self, px, k, out=None, mode=None):
         import numba
         from .kernels.packed import run_circuit
-        return run_circuit(np.ascontiguousarray(px.words), px.n, self.plan(), k,
-                           numba.get_num_threads(), out)
+        words = np.ascontiguousarray(px.words[:, :-(-int(px.n) // 64)])
+        return run_circuit(words, int(px.n), self.plan(), k, numba.get_num_threads(), out,
+                           mode=mode)
 
     # -- simplification ---------------------------------------------------------------------
 
@@ -324,6 +362,111 @@ def unpack_bits(words, n):
     """(rows, words) uint64 -> (rows, n) bool: bit b of word w is sample 64 w + b."""
     w = np.ascontiguousarray(words).astype("<u8", copy=False).view(np.uint8)
     return np.unpackbits(w, axis=1, count=n, bitorder="little").astype(bool)
+
+
+def _read_inputs(c):
+    """Sorted ids of the circuit inputs some gate or output reads."""
+    src = c.src[c.src < c.in_dim]
+    outs = c.outputs[c.outputs < c.in_dim]
+    return np.unique(np.concatenate([src, outs]).astype(np.int64))
+
+
+class Thermometer:
+    """The thermometer encoding of ``pylgn.data.Dataset.encode``, fused into packing.
+
+    ``Thermometer(shape, thresholds, crop=None, max_value=255)``: samples of ``shape`` (C, H, W)
+    (or (F,)); ``encode(x)`` equals ``Dataset.encode(x, thresholds, crop)`` with that max_value:
+    centre crop, then bit i of value v is v / max_value > (i+1)/(n+1), channel-major. For uint8
+    data each bit is ``v >= cut_i`` with integer cut-offs found by evaluating that float64
+    expression for all 256 values (so it is bit-identical by construction); float data are first
+    reduced to their level count (uint8) with the same float64 expression.
+    ``pack(x)`` gives ``PackedBits`` equal to ``pack_bits(encode(x))`` without building the bits;
+    ``Circuit.predict_raw(x, encoder)`` runs the encoding inside the packed kernel.
+    """
+
+    def __init__(self, shape, thresholds, crop=None, max_value=255):
+        from .data import cropped_shape
+        self.shape = tuple(int(v) for v in np.atleast_1d(shape))
+        self.thresholds = check_int("thresholds", thresholds, 1, 255)
+        self.max_value = check_float("max_value", max_value, 0.0, low_open=True)
+        self.crop = crop
+        cs = cropped_shape(self.shape, crop)
+        self.in_dim = int(np.prod(cs)) * self.thresholds
+        n = self.thresholds
+        levels = np.arange(1, n + 1, dtype=np.float64) / (n + 1)
+        self._levels = levels
+        bits = (np.arange(256, dtype=np.float64)[:, None] / self.max_value) > levels   # (256, n)
+        self._cut8 = np.where(bits.any(0), bits.argmax(0), 256).astype(np.int16)
+        # feature f = (c * n + i) * HW' + hw'  ->  raw pixel index, threshold i
+        C, rest = cs[0], cs[1:]
+        if crop is None:
+            pix = np.arange(int(np.prod(self.shape))).reshape(self.shape)
+        else:
+            H, W = self.shape[1:]
+            top, left = (H - crop) // 2, (W - crop) // 2
+            pix = np.arange(int(np.prod(self.shape))).reshape(self.shape)[
+                :, top:top + crop, left:left + crop]
+        pix = pix.reshape(C, 1, -1)
+        self._pix = np.broadcast_to(pix, (C, n, pix.shape[2])).reshape(-1)
+        self._thr = np.broadcast_to(np.arange(n)[None, :, None], (C, n, pix.shape[2])).reshape(-1)
+
+    def __repr__(self):
+        return (f"Thermometer(shape={self.shape}, thresholds={self.thresholds}, crop={self.crop}, "
+                f"max_value={self.max_value:g})")
+
+    def raw(self, x):
+        """Validated (batch, D) uint8 view of raw samples: the uint8 data themselves, or for
+        floats (and other ints) the number of thresholds each value exceeds."""
+        x = x if isinstance(x, np.ndarray) else np.asarray(x)
+        if x.dtype.kind not in "uif":
+            raise TypeError(f"x: expected uint8/int/float samples, got dtype {x.dtype}")
+        D = int(np.prod(self.shape))
+        if x.ndim < 2 or x.shape[0] < 1 or x.shape[1:] not in (self.shape, (D,)):
+            raise ValueError(f"x: expected shape (batch >= 1, *{self.shape}) or (batch, {D}), "
+                             f"got {tuple(x.shape)}")
+        x = x.reshape(x.shape[0], D)
+        if x.dtype == np.uint8:
+            if self.max_value < 255 and x.max() > self.max_value:
+                raise ValueError(f"x: values must lie in [0, {self.max_value:g}], got max {x.max()}")
+            return np.ascontiguousarray(x)
+        v = np.asarray(x, dtype=np.float64) / self.max_value
+        if not (np.isfinite(v).all() and v.min() >= 0.0 and v.max() <= 1.0):
+            raise ValueError(f"x: values must be finite and lie in [0, {self.max_value:g}]")
+        q = np.zeros(v.shape, dtype=np.uint8)
+        for lev in self._levels:
+            q += v > lev
+        return q
+
+    def plan(self, features):
+        """(pix, ptr, threshold, feature) of the given input features grouped by pixel; with
+        ``cut_table(x)[threshold]`` as cut-offs these are ``load_raw``'s (pix, ptr, cut, slot)."""
+        features = np.asarray(features, dtype=np.int64)
+        order = np.argsort(self._pix[features], kind="stable")
+        f = features[order]
+        pix = self._pix[f]
+        starts = np.flatnonzero(np.r_[True, pix[1:] != pix[:-1]]) if f.size else np.zeros(0, int)
+        ptr = np.r_[starts, f.size].astype(np.int64)
+        return (pix[starts].astype(np.int64), ptr, self._thr[f].astype(np.int64), f)
+
+    def encode(self, x):
+        """Thermometer bits (batch, in_dim) uint8, the reference path (numpy)."""
+        raw = self.raw(x)
+        cut = self.cut_table(x)
+        return (raw[:, self._pix] >= cut[self._thr]).astype(np.uint8)
+
+    def cut_table(self, x):
+        """Cut-off per threshold for ``raw(x)``: uint8 data against the 256-value table, other
+        data (reduced to level counts) against i + 1."""
+        dt = x.dtype if isinstance(x, np.ndarray) else np.asarray(x).dtype
+        return self._cut8 if dt == np.uint8 else np.arange(1, self.thresholds + 1, dtype=np.int16)
+
+    def pack(self, x):
+        """PackedBits of ``encode(x)``, built block by block by the kernel's ``load_raw``."""
+        from .kernels.packed import pack_raw
+        raw = self.raw(x)
+        pix, ptr, thr, f = self.plan(np.arange(self.in_dim))
+        words = pack_raw(raw, pix, ptr, self.cut_table(x)[thr], f, self.in_dim)
+        return PackedBits(words, raw.shape[0])
 
 
 # -- simplification -------------------------------------------------------------------------

@@ -7,7 +7,8 @@ import pytest
 
 import pylgn
 from pylgn import gates
-from pylgn.circuit import Circuit, PackedBits
+from pylgn.circuit import Circuit, PackedBits, Thermometer
+from pylgn.data import Dataset
 from test_packed import all_inputs, numpy_eval, random_graph, random_layers
 
 
@@ -250,3 +251,83 @@ def test_stats_and_repr():
     assert st["gates"] == 10 and st["gates_per_level"] == [6, 4] and st["depth"] == 2
     assert st["gates_per_arity"] == {2: 6, 3: 4}
     assert "gates=10" in repr(c) and isinstance(c.pack(np.zeros((1, 4), bool)), PackedBits)
+
+
+# -- fused thermometer encoding --------------------------------------------------------------
+
+def dataset(x, max_value):
+    return Dataset("t", x, np.zeros(len(x), int), x, np.zeros(len(x), int), ["a"], max_value)
+
+
+@pytest.mark.parametrize("shape, n, crop, max_value", [
+    ((1, 8, 8), 3, None, 16), ((1, 28, 28), 2, 20, 255), ((3, 6, 5), 3, 4, 255),
+    ((1, 6, 6), 3, None, 4), ((2, 5, 5), 7, 3, 7), ((10,), 1, None, 2)])
+@pytest.mark.parametrize("batch", [1, 63, 64, 65, 1000])
+def test_thermometer_pack_equals_encode_then_pack(shape, n, crop, max_value, batch):
+    """uint8 and float data, values on the thresholds included (max_value 4, n 3: v = 1, 2, 3
+    sit exactly on the levels 1/4, 2/4, 3/4 and must give 0 there)."""
+    rng = np.random.default_rng(batch + n)
+    x = rng.integers(0, max_value + 1, size=(batch,) + shape).astype(np.uint8)
+    ds, enc = dataset(x, max_value), Thermometer(shape, n, crop=crop, max_value=max_value)
+    ref = ds.encode(x, n, crop=crop)
+    assert enc.in_dim == ref.shape[1] and np.array_equal(enc.encode(x), ref)
+    want = pylgn.circuit.pack_bits("x", ref, enc.in_dim).words
+    assert np.array_equal(enc.pack(x).words, want)
+    xf = x.astype(np.float32)
+    xf.flat[::3] = rng.random(xf.size)[::3].astype(np.float32) * max_value   # off-grid values
+    assert np.array_equal(enc.pack(xf).words,
+                          pylgn.circuit.pack_bits("x", ds.encode(xf, n, crop=crop), enc.in_dim).words)
+    assert np.array_equal(enc.pack(x.reshape(batch, -1)).words, want)      # flat samples too
+
+
+def test_thermometer_exact_threshold_values():
+    enc = Thermometer((4,), 3, max_value=4)
+    x = np.array([[0, 1, 2, 3], [4, 4, 1, 0]], dtype=np.uint8)
+    bits = enc.encode(x).reshape(2, 4, 3)
+    assert bits[0].tolist() == [[0, 0, 0], [0, 0, 0], [1, 0, 0], [1, 1, 0]]   # 1/4 > 1/4 is false
+    assert np.array_equal(enc.pack(x).words, enc.pack(x.astype(float)).words)
+
+
+def test_predict_raw_equals_model_on_encoded_data():
+    rng = np.random.default_rng(4)
+    shape, n, crop = (1, 10, 10), 2, 6
+    enc = Thermometer(shape, n, crop=crop)
+    for arity in (1, 2, 3, 6):
+        model = random_model(rng, enc.in_dim, [90, 60, 60], [arity, 2, arity], k=4, tau=2.0)
+        c = model.to_circuit()
+        for circ in (c, c.simplify()):
+            for batch in (1, 63, 64, 65, 1000):
+                x = rng.integers(0, 256, size=(batch,) + shape).astype(np.uint8)
+                x[:, 0, 3:7, 3:7] = rng.choice([85, 86, 170, 171], size=(batch, 4, 4))
+                bits = dataset(x, 255).encode(x, n, crop=crop).astype(np.float32)
+                ref = model.forward(bits)
+                scores = circ.scores_raw(x, enc)
+                assert np.array_equal(ref, scores.astype(np.float32) / np.float32(circ.tau))
+                assert np.array_equal(circ.predict_raw(x, enc), np.argmax(ref, axis=1))
+                assert np.array_equal(circ.predict_raw(x.astype(np.float64), enc),
+                                      np.argmax(ref, axis=1))
+
+
+def test_raw_bad_inputs_name_the_argument():
+    enc = Thermometer((1, 8, 8), 3, max_value=16)
+    c = Circuit(enc.in_dim, random_layers(np.random.default_rng(0), enc.in_dim, [20], [2]), k=2)
+    ok = np.zeros((3, 1, 8, 8), np.uint8)
+    assert c.predict_raw(ok, enc).shape == (3,)
+    for bad, err in ((np.zeros((3, 1, 8, 7), np.uint8), ValueError),
+                     (np.zeros((0, 64), np.uint8), ValueError), (np.zeros(64, np.uint8), ValueError),
+                     (np.full((3, 64), 17, np.uint8), ValueError),
+                     (np.full((3, 64), -1.0), ValueError), (np.full((3, 64), np.nan), ValueError),
+                     (np.full((3, 64), 16.5), ValueError), (np.zeros((3, 64), object), TypeError),
+                     (np.zeros((3, 64), str), TypeError)):
+        with pytest.raises(err, match="x"):
+            c.predict_raw(bad, enc)
+        with pytest.raises(err, match="x"):
+            enc.pack(bad)
+    with pytest.raises(TypeError, match="encoder"):
+        c.predict_raw(ok, "thermometer")
+    with pytest.raises(ValueError, match="encoder"):
+        c.predict_raw(ok, Thermometer((1, 8, 8), 2, max_value=16))
+    with pytest.raises(ValueError, match="crop"):
+        Thermometer((1, 8, 8), 2, crop=9)
+    with pytest.raises((ValueError, TypeError), match="thresholds"):
+        Thermometer((1, 8, 8), 0)

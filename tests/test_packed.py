@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from pylgn import gates
-from pylgn.circuit import Circuit, pack_bits, unpack_bits
+from pylgn.circuit import Circuit, PackedBits, pack_bits, unpack_bits
 from pylgn.kernels import packed
 
 
@@ -72,6 +72,10 @@ def test_layers_every_arity_match_numpy(arity, batch):
     x = rng.integers(0, 2, size=(batch, 12)).astype(bool)
     assert np.array_equal(c.evaluate(x), numpy_eval(c, x))
     assert np.array_equal(c.scores(x), numpy_scores(c, x))
+    assert np.array_equal(c.predict(x), np.argmax(numpy_scores(c, x), axis=1))
+    s = c.simplify()
+    assert np.array_equal(s.scores(x), numpy_scores(c, x))
+    assert np.array_equal(s.predict(x), c.predict(x))
     words = c.evaluate_packed(x).words
     assert words.shape == (20, -(-batch // 64))
     out = np.full(words.shape, 7, dtype=np.uint64)
@@ -106,10 +110,11 @@ def test_block_width_and_ranges_do_not_change_results(words):
         for b0, b1 in zip(cuts[:-1], cuts[1:]):
             buf = packed.aligned_empty((p["n_slots"], words))
             assert buf.ctypes.data % 64 == 0
-            packed.run_blocks(px.words, px.n, b0, b1, buf, packed.aligned_empty((32, words)),
-                              packed.aligned_empty((packed.MAX_LEVELS, 2, words)), p["op"],
+            packed.run_blocks(px.words, np.zeros((0, 1), np.uint8), packed._empty_enc(), px.n,
+                              b0, b1, buf, packed.aligned_empty((32, words)),
+                              packed.aligned_empty((packed.MAX_LEVELS, words)), p["op"],
                               p["ptr"], p["src"], p["dst"], p["arity"], p["table"], p["out"], k,
-                              bits, scores)
+                              int(k > 0), bits, scores, np.empty(1, np.int64))
     assert np.array_equal(scores, numpy_scores(c, x))
     assert np.array_equal(unpack_bits(bits, 777).T, numpy_eval(c, x))
 
@@ -157,9 +162,13 @@ def test_slots_are_reused():
 
 
 def test_block_words():
-    assert packed.block_words(1000, 10 ** 6, 2) == packed.MAX_WORDS
-    assert packed.block_words(10 ** 6, 10 ** 6, 2) == 1
-    assert packed.block_words(1000, 4, 2) == 2               # every thread gets a block
+    budget = 8 << 20
+    assert packed.block_words(1000, 10 ** 6, 2, budget) == packed.MAX_WORDS
+    assert packed.block_words(10 ** 6, 10 ** 6, 2, budget) == 1
+    assert packed.block_words(1000, 4, 2, budget) == 2       # every thread gets a block
+    assert packed.block_words(4096, 10 ** 6, 1, 4096 * 8 * 8) == 8   # scratch fits the budget
+    l2, l3 = packed.cache_sizes()
+    assert l2 >= 64 << 10 and l3 >= l2 and packed.default_budget() >= l2
 
 
 def test_pack_roundtrip_and_bad_bits():
@@ -174,3 +183,21 @@ def test_pack_roundtrip_and_bad_bits():
                      (np.full((2, 7), np.nan), ValueError), (x.astype(int) * 2, ValueError)):
         with pytest.raises(err, match="x"):
             pack_bits("x", bad, 7)
+
+
+def test_packedbits_declaring_more_samples_than_words_is_rejected():
+    c = Circuit(5, random_layers(np.random.default_rng(0), 5, [8], [2]), k=2)
+    px = c.pack(np.zeros((70, 5), bool))                    # 2 words
+    for n in (129, 0, -1, 2.5):
+        with pytest.raises(ValueError, match="x"):
+            c.scores(PackedBits(px.words, n))
+    with pytest.raises(ValueError, match="x"):
+        c.predict(PackedBits(px.words.astype(np.int64), 70))
+    assert c.scores(PackedBits(px.words, 3)).shape == (3, 2)  # fewer samples than words: fine
+
+
+def test_pack_raw_magic_multiply():
+    """Bytes 0/1 times MAGIC: the top byte holds the 8 bits, little-endian (all 256 patterns)."""
+    pats = ((np.arange(256)[:, None] >> np.arange(8)) & 1).astype(np.uint8)
+    words = pats.view("<u8").ravel().astype(np.uint64)
+    assert np.array_equal((words * packed.MAGIC) >> np.uint64(56), np.arange(256, dtype=np.uint64))

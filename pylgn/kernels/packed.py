@@ -19,15 +19,22 @@ Gates, in plan order (sorted by level, then opcode, so the dispatch branch is pr
 * opcode 16: any other table of arity n, evaluated by Shannon expansion (a mux tree):
   ``f = f|x=0 ^ (x & (f|x=0 ^ f|x=1))`` folded from the last input up.
 
-GroupSum by a carry-save vertical counter: the group's output words are added as bit-sliced
-numbers (full adders ``s = a ^ b ^ c``, ``carry = (a & b) | (c & (a ^ b))``, about one full adder
-per output word), then each sample's count is read from the bit planes.
+GroupSum by a bit-sliced counter per group: 16 output words at a time go through a fixed tree
+of carry-save adders (``csa(a, b, c) = (a ^ b ^ c, (a & b) | (c & (a ^ b)))``) into the counter's
+planes 0..3, held in registers, and the weight-16 carry ripples into planes 4..L-1 (L = bits of the
+group size); each sample's count is then read from the planes, and ``predict`` takes the argmax
+inside the kernel (no (n, k) scores array).
+
+Raw inputs (``load_raw``): instead of packed bits a block may start from raw uint8 samples
+(batch, D): input feature i is ``raw[s, pixel_i] >= cut_i`` (the thermometer code as integer
+cut-offs, see ``pylgn.circuit.Thermometer``); per pixel the block's bytes are gathered once,
+compared with each cut-off (a byte loop that vectorizes) and packed 8 samples per multiply
+(bytes 0/1 times ``0x0102040810204080``, top byte = the 8 bits).
 """
 import numpy as np
 from numba import njit
 
 MAX_WORDS = 32       # widest block: 32 x 64 = 2048 samples
-CACHE_BUDGET = 8 << 20  # bytes of node scratch per thread a block may use (see block_words)
 OP_GENERIC = 16      # opcode of an arity-n gate evaluated from its truth table
 MAX_LEVELS = 34      # counter planes: enough for any group size below 2**32
 
@@ -176,14 +183,11 @@ def _gate_table(buf, src, p, n, code, d, t):
 
 
 @njit(cache=True)
-def _run_block(x, w0, buf, t, op, ptr, src, dst, arity, table):
-    """Load the block's input words (zero past the end of x), then run every gate in order.
+def _run_block(buf, t, op, ptr, src, dst, arity, table):
+    """Run every gate in plan order on the block's rows of buf (inputs already loaded).
     The block width nw = buf.shape[1] is a run-time value, so LLVM vectorizes the word loops
     behind an overlap check (a gate's destination slot never equals its sources)."""
-    NW, nw = x.shape[1], buf.shape[1]
-    for i in range(x.shape[0]):
-        for w in range(nw):
-            buf[i, w] = x[i, w0 + w] if w0 + w < NW else np.uint64(0)
+    nw = buf.shape[1]
     for g in range(op.shape[0]):
         p, d, o = ptr[g], dst[g], op[g]
         if o >= OP_GENERIC:
@@ -224,119 +228,225 @@ def _run_block(x, w0, buf, t, op, ptr, src, dst, arity, table):
             for w in range(nw): buf[d, w] = fill
 
 
+@njit(inline="always")
+def _csa(a, b, c):
+    """Carry-save adder on words: a + b + c = sum + 2 carry, per bit."""
+    u = a ^ b
+    return u ^ c, (a & b) | (u & c)
+
+
 @njit(cache=True)
-def _push(bk, cnt, lev, c):
-    """Add the word vector c (weight 2**lev) to the carry-save counter: level ``lev`` holds up to two
-    pending words; a third triggers a full adder, the sum stays, the carry moves up a level."""
-    nw = c.shape[0]
-    while cnt[lev] == 2:
+def _ripple(planes, carry, lo, L):
+    """Add the word vector ``carry`` (weight 2**lo) into planes lo..L-1 (ripple carry)."""
+    for lev in range(lo, L):
+        for w in range(carry.shape[0]):
+            c = planes[lev, w] & carry[w]
+            planes[lev, w] ^= carry[w]
+            carry[w] = c
+
+
+@njit(cache=True)
+def _count_group(buf, out, j0, j1, planes, carry, L):
+    """planes[l, w] (l < L) = bit l of the number of ones among rows out[j0:j1] of buf, per
+    sample: 16 rows at a time through a carry-save tree into planes 0..3, the weight-16 carry
+    rippled into planes 4..L-1; the remaining rows are rippled in one by one. L >= 4."""
+    nw = buf.shape[1]
+    planes[:L] = 0
+    j = j0
+    while j + 16 <= j1:
         for w in range(nw):
-            a, b = bk[lev, 0, w], bk[lev, 1, w]
-            u = a ^ b
-            bk[lev, 0, w] = u ^ c[w]
-            c[w] = (a & b) | (u & c[w])
-        cnt[lev] = 1
-        lev += 1
-    for w in range(nw):
-        bk[lev, cnt[lev], w] = c[w]
-    cnt[lev] += 1
-
-
-@njit(cache=True)
-def _count_group(buf, out, j0, j1, bk, cnt, c):
-    """Bit planes of sum_{j0 <= j < j1} buf[out[j]] per sample: afterwards level l holds at most one
-    word (cnt[l] in {0, 1}) and count(sample) = sum_l 2**l * bit(bk[l, 0], sample)."""
-    cnt[:] = 0
-    nw = c.shape[0]
-    for j in range(j0, j1):
+            o, t, f, e = planes[0, w], planes[1, w], planes[2, w], planes[3, w]
+            o, t1 = _csa(o, buf[out[j], w], buf[out[j + 1], w])
+            o, t2 = _csa(o, buf[out[j + 2], w], buf[out[j + 3], w])
+            t, f1 = _csa(t, t1, t2)
+            o, t1 = _csa(o, buf[out[j + 4], w], buf[out[j + 5], w])
+            o, t2 = _csa(o, buf[out[j + 6], w], buf[out[j + 7], w])
+            t, f2 = _csa(t, t1, t2)
+            f, e1 = _csa(f, f1, f2)
+            o, t1 = _csa(o, buf[out[j + 8], w], buf[out[j + 9], w])
+            o, t2 = _csa(o, buf[out[j + 10], w], buf[out[j + 11], w])
+            t, f1 = _csa(t, t1, t2)
+            o, t1 = _csa(o, buf[out[j + 12], w], buf[out[j + 13], w])
+            o, t2 = _csa(o, buf[out[j + 14], w], buf[out[j + 15], w])
+            t, f2 = _csa(t, t1, t2)
+            f, e2 = _csa(f, f1, f2)
+            e, carry[w] = _csa(e, e1, e2)
+            planes[0, w], planes[1, w], planes[2, w], planes[3, w] = o, t, f, e
+        _ripple(planes, carry, 4, L)
+        j += 16
+    for jj in range(j, j1):
         for w in range(nw):
-            c[w] = buf[out[j], w]
-        _push(bk, cnt, 0, c)
-    for lev in range(MAX_LEVELS - 1):
-        if cnt[lev] == 2:                              # half adder: sum stays, carry moves up
-            for w in range(nw):
-                c[w] = bk[lev, 0, w] & bk[lev, 1, w]
-                bk[lev, 0, w] ^= bk[lev, 1, w]
-            cnt[lev] = 1
-            _push(bk, cnt, lev + 1, c)
+            carry[w] = buf[out[jj], w]
+        _ripple(planes, carry, 0, L)
 
 
 @njit(cache=True)
-def _store_scores(bk, cnt, acc, s0, n, cls, scores):
-    """scores[s, cls] = sum_l 2**l bit(bk[l, 0], s - s0) for the block's samples s < n
-    (accumulated per plane over the 64 bit positions of each word, which vectorizes)."""
+def _plane_counts(planes, L, acc):
+    """acc[64 w + b] = sum_l 2**l bit b of planes[l, w] (the block's counts of one group)."""
     acc[:] = 0
-    for lev in range(MAX_LEVELS):
-        if cnt[lev]:
-            for w in range(acc.shape[0] // 64):
-                word = bk[lev, 0, w]
-                for b in range(64):
-                    acc[64 * w + b] += np.int32((word >> np.uint64(b)) & np.uint64(1)) << lev
-    for i in range(min(acc.shape[0], n - s0)):
-        scores[s0 + i, cls] = acc[i]
+    for lev in range(L):
+        for w in range(acc.shape[0] // 64):
+            word = planes[lev, w]
+            for b in range(64):
+                acc[64 * w + b] += np.int32((word >> np.uint64(b)) & np.uint64(1)) << lev
+
+
+@njit(cache=True)
+def load_packed(x, w0, buf):
+    """Rows 0..in_dim-1 of buf = words w0.. of packed x (zero past its end)."""
+    NW, nw = x.shape[1], buf.shape[1]
+    for i in range(x.shape[0]):
+        for w in range(nw):
+            buf[i, w] = x[i, w0 + w] if w0 + w < NW else np.uint64(0)
+
+
+MAGIC = np.uint64(0x0102040810204080)    # 8 bytes of 0/1 -> 8 bits in the top byte
+
+
+@njit(cache=True)
+def load_raw(raw, s0, pix, ptr, cut, slot, buf, vb, cmp):
+    """Thermometer bits straight from raw uint8 samples raw (batch, D), block of samples s0..:
+    for group u (one pixel ``pix[u]``) and entry q in ptr[u]:ptr[u+1], row slot[q] of buf gets
+    bit b of word w = raw[s0 + 64 w + b, pix[u]] >= cut[q] (0 past the batch).
+    Scratch: vb int16 (64 words), cmp uint64 (8 words) with a uint8 view of the same memory."""
+    nw = buf.shape[1]
+    ns = min(64 * nw, raw.shape[0] - s0)
+    cb = cmp.view(np.uint8)
+    vb[ns:] = -1
+    for u in range(pix.shape[0]):
+        p = pix[u]
+        for s in range(ns):
+            vb[s] = raw[s0 + s, p]
+        for q in range(ptr[u], ptr[u + 1]):
+            c, d = np.int16(cut[q]), slot[q]
+            for s in range(64 * nw):
+                cb[s] = np.uint8(vb[s] >= c)
+            for w in range(nw):
+                word = np.uint64(0)
+                for k in range(8):
+                    word |= ((cmp[8 * w + k] * MAGIC) >> np.uint64(56)) << np.uint64(8 * k)
+                buf[d, w] = word
+
+
+@njit(cache=True)
+def pack_raw(raw, pix, ptr, cut, slot, in_dim):
+    """Packed words (in_dim, ceil(n / 64)) of the features ``load_raw`` encodes (other rows 0)."""
+    n, W = raw.shape[0], 8
+    NW = -(-n // 64)
+    words = np.zeros((in_dim, NW), dtype=np.uint64)
+    buf = np.zeros((in_dim, W), dtype=np.uint64)
+    vb = np.empty(64 * W, dtype=np.int16)
+    cmp = np.empty(8 * W, dtype=np.uint64)
+    for blk in range(-(-NW // W)):
+        load_raw(raw, 64 * W * blk, pix, ptr, cut, slot, buf, vb, cmp)
+        for q in range(slot.shape[0]):
+            for w in range(min(W, NW - W * blk)):
+                words[slot[q], W * blk + w] = buf[slot[q], w]
+    return words
 
 
 @njit(nogil=True, cache=True)
-def run_blocks(x, n, blk0, blk1, buf, t, bk, op, ptr, src, dst, arity, table, out, k, bits,
-               scores):
-    """Run a planned circuit on blocks blk0 .. blk1-1 of packed inputs x (in_dim, NW words).
+def run_blocks(x, raw, enc, n, blk0, blk1, buf, t, planes, op, ptr, src, dst, arity, table,
+               out, k, mode, bits, scores, pred):
+    """Run a planned circuit on blocks blk0 .. blk1-1 of n samples.
 
-    k == 0: bits[j, w] = words of output j (bits past n are unspecified).
-    k > 0:  scores[s, c] = number of ones among outputs c*m .. (c+1)*m - 1 of sample s, m = n_out/k.
+    Inputs: packed x (in_dim, NW words), or with ``raw`` of shape (n, D) (x unused) the raw uint8
+    samples, encoded per block by ``load_raw`` with ``enc`` = (pix, ptr, cut, slot).
+    mode 0: bits[j, w] = words of output j (bits past n are unspecified).
+    mode 1: scores[s, c] = number of ones among outputs c*m .. (c+1)*m - 1 of sample s, m = n_out/k.
+    mode 2: pred[s] = argmax_c of those counts (the lowest c on ties).
     Scratch (64-byte aligned, ``aligned_empty``): node values buf (slots, words), mux tree t
-    (32, words), counter planes bk (MAX_LEVELS, 2, words); a block is ``words`` words.
+    (32, words), counter planes (MAX_LEVELS, words); a block is ``words`` words.
     Releases the GIL: ``run_circuit`` runs chunks of blocks on threads.
     """
-    words, NW = buf.shape[1], x.shape[1]
+    words = buf.shape[1]
     m = out.shape[0] // k if k > 0 else 0
-    cnt = np.zeros(MAX_LEVELS, dtype=np.int64)
-    c = np.empty(words, dtype=np.uint64)
+    L = max(4, int(np.ceil(np.log2(m + 1))) + 1) if k > 0 else 0
+    carry = np.empty(words, dtype=np.uint64)
     acc = np.empty(64 * words, dtype=np.int32)
+    best = np.empty(64 * words, dtype=np.int32)
+    arg = np.empty(64 * words, dtype=np.int64)
+    vb = np.empty(64 * words, dtype=np.int16)
+    cmp = np.empty(8 * words, dtype=np.uint64)
     for blk in range(blk0, blk1):
         w0 = blk * words
-        _run_block(x, w0, buf, t, op, ptr, src, dst, arity, table)
-        if k == 0:
-            for j in range(out.shape[0]):
-                for w in range(min(words, NW - w0)):
-                    bits[j, w0 + w] = buf[out[j], w]
+        if raw.shape[0] == n:
+            load_raw(raw, 64 * w0, enc[0], enc[1], enc[2], enc[3], buf, vb, cmp)
         else:
-            for cls in range(k):
-                _count_group(buf, out, cls * m, (cls + 1) * m, bk, cnt, c)
-                _store_scores(bk, cnt, acc, w0 * 64, n, cls, scores)
+            load_packed(x, w0, buf)
+        _run_block(buf, t, op, ptr, src, dst, arity, table)
+        ns = min(64 * words, n - 64 * w0)
+        if mode == 0:
+            for j in range(out.shape[0]):
+                for w in range(min(words, bits.shape[1] - w0)):
+                    bits[j, w0 + w] = buf[out[j], w]
+            continue
+        best[:] = -1
+        for cls in range(k):
+            _count_group(buf, out, cls * m, (cls + 1) * m, planes, carry, L)
+            _plane_counts(planes, L, acc)
+            if mode == 1:
+                for i in range(ns):
+                    scores[64 * w0 + i, cls] = acc[i]
+            else:
+                for i in range(ns):
+                    if acc[i] > best[i]:
+                        best[i], arg[i] = acc[i], cls
+        if mode == 2:
+            for i in range(ns):
+                pred[64 * w0 + i] = arg[i]
 
 
 _POOL = {}
+_EMPTY_ENC = None
 
 
-def run_circuit(x, n, plan, k, threads, bits=None):
-    """Bits (n_out, NW) uint64 (k == 0; written into ``bits`` when given) or scores (n, k) int32
-    of a planned circuit on packed x.
+def run_circuit(x, n, plan, k, threads, bits=None, mode=None, raw=None, enc=None, budget=None):
+    """Bits (n_out, NW) uint64 (k == 0; written into ``bits`` when given), scores (n, k) int32, or
+    with mode 2 the argmax (n,) int64, of a planned circuit on packed x (or on ``raw`` samples with
+    the encoding ``enc`` = (pix, ptr, cut, slot), see ``load_raw``; x is then None).
 
     Blocks are split into ``threads`` contiguous chunks run on a thread pool (the kernel releases
     the GIL). Threads rather than a numba prange: the parfor version of this loop measured about
     twice slower per gate here."""
     from concurrent.futures import ThreadPoolExecutor
-    NW, p = x.shape[1], plan
-    words = block_words(p["n_slots"], NW, threads)
+    p = plan
+    mode = (1 if k else 0) if mode is None else mode
+    NW = -(-n // 64)
+    if raw is None:
+        raw = np.zeros((0, 1), dtype=np.uint8)
+        enc = _empty_enc()
+    else:
+        x = np.zeros((1, 1), dtype=np.uint64)
+    words = block_words(p["n_slots"], NW, threads, budget)
     nb = -(-NW // words)
     chunks = max(1, min(threads, nb))
     slots = -(-p["n_slots"] // 8) * 8                     # whole cache lines per slab
     if bits is None:
-        bits = np.empty((p["out"].shape[0], NW) if k == 0 else (1, 1), dtype=np.uint64)
-    scores = np.empty((n, k) if k else (1, 1), dtype=np.int32)
+        bits = np.empty((p["out"].shape[0], NW) if mode == 0 else (1, 1), dtype=np.uint64)
+    scores = np.empty((n, k) if mode == 1 else (1, 1), dtype=np.int32)
+    pred = np.empty(n if mode == 2 else 1, dtype=np.int64)
 
     def chunk(ch):
-        run_blocks(x, n, ch * nb // chunks, (ch + 1) * nb // chunks,
+        run_blocks(x, raw, enc, n, ch * nb // chunks, (ch + 1) * nb // chunks,
                    aligned_empty((slots, words)), aligned_empty((32, words)),
-                   aligned_empty((MAX_LEVELS, 2, words)), p["op"], p["ptr"], p["src"], p["dst"],
-                   p["arity"], p["table"], p["out"], k, bits, scores)
+                   aligned_empty((MAX_LEVELS, words)), p["op"], p["ptr"], p["src"], p["dst"],
+                   p["arity"], p["table"], p["out"], k, mode, bits, scores, pred)
     if chunks == 1:
         chunk(0)
     else:
         if threads not in _POOL:
             _POOL[threads] = ThreadPoolExecutor(threads, thread_name_prefix="pylgn-packed")
         list(_POOL[threads].map(chunk, range(chunks)))
-    return bits if k == 0 else scores
+    return (bits, scores, pred)[mode]
+
+
+def _empty_enc():
+    global _EMPTY_ENC
+    if _EMPTY_ENC is None:
+        z = np.zeros(1, dtype=np.int64)
+        _EMPTY_ENC = (z[:0], z, np.zeros(0, dtype=np.int16), z[:0])
+    return _EMPTY_ENC
 
 
 def aligned_empty(shape):
@@ -348,12 +458,41 @@ def aligned_empty(shape):
     return raw[off:off + size].reshape(shape)
 
 
-def block_words(n_slots, n_words, n_threads, budget=CACHE_BUDGET):
+def cache_sizes():
+    """(L2, L3) bytes of cpu0 from /sys/devices/system/cpu/cpu0/cache (1 MiB, 32 MiB if absent)."""
+    import glob
+    sizes = {}
+    for d in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*"):
+        try:
+            with open(d + "/level") as f:
+                level = int(f.read())
+            with open(d + "/type") as f:
+                kind = f.read().strip()
+            with open(d + "/size") as f:
+                text = f.read().strip()
+        except (OSError, ValueError):
+            continue
+        mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+        if kind != "Instruction" and text.rstrip("KMG").isdigit():
+            sizes[level] = int(text.rstrip("KMG")) * mult
+    return sizes.get(2, 1 << 20), sizes.get(3, 32 << 20)
+
+
+def default_budget():
+    """Scratch bytes per thread a block may use: L2 plus an equal share of L3 per core.
+    Measured (bench/RESULTS.md): on the 48K-gate MNIST net, 32-word blocks whose scratch
+    (1.8 MB) spills from the 1 MiB L2 into L3 ran faster than 8-word blocks that fit in L2:
+    the per-gate index loads and dispatch, paid once per block, cost more than L3 hits."""
+    import os
+    l2, l3 = cache_sizes()
+    return l2 + l3 // max(1, os.cpu_count() or 1)
+
+
+def block_words(n_slots, n_words, n_threads, budget=None):
     """Words per block: the widest power of two (1..MAX_WORDS) whose scratch (n_slots rows) fits
-    ``budget`` bytes, but no wider than needed to give every thread a block. Measured on random
-    2-input nets (2,000 and 16,000 gates per layer): 32 words was the fastest per gate-word, 2-4x
-    faster than 2-4 words (the per-gate index loads are amortized) even where the scratch spills
-    out of L2; 64 and 128 were slower again."""
+    ``budget`` bytes (default ``default_budget()``), but no wider than needed to give every thread
+    a block."""
+    budget = default_budget() if budget is None else budget
     w = MAX_WORDS
     while w > 1 and n_slots * w * 8 > budget:
         w //= 2

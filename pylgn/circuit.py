@@ -171,10 +171,10 @@ class Circuit:
         raw = encoder.raw(x)
         if self._enc_key is not encoder:
             self._enc, self._enc_key = encoder.plan(_read_inputs(self)), encoder
-        pix, ptr, thr, slot = self._enc
-        enc = (pix, ptr, encoder.cut_table(x)[thr], slot)
+        groups, vrow, ptr, thr, slot = self._enc
+        enc = (groups, vrow, ptr, encoder.cut_table(x)[thr], slot)
         return run_circuit(None, raw.shape[0], self.plan(), self.k, numba.get_num_threads(),
-                           mode=mode, raw=raw, enc=enc)
+                           mode=mode, raw=_words64(raw), enc=enc)
 
     def plan(self):
         """The flat arrays the packed kernel runs (built once, cached)."""
@@ -396,7 +396,7 @@ class Thermometer:
         levels = np.arange(1, n + 1, dtype=np.float64) / (n + 1)
         self._levels = levels
         bits = (np.arange(256, dtype=np.float64)[:, None] / self.max_value) > levels   # (256, n)
-        self._cut8 = np.where(bits.any(0), bits.argmax(0), 256).astype(np.int16)
+        self._cut8 = np.where(bits.any(0), bits.argmax(0), 256).astype(np.int64)
         # feature f = (c * n + i) * HW' + hw'  ->  raw pixel index, threshold i
         C, rest = cs[0], cs[1:]
         if crop is None:
@@ -438,15 +438,19 @@ class Thermometer:
         return q
 
     def plan(self, features):
-        """(pix, ptr, threshold, feature) of the given input features grouped by pixel; with
-        ``cut_table(x)[threshold]`` as cut-offs these are ``load_raw``'s (pix, ptr, cut, slot)."""
+        """(groups, vrow, ptr, threshold, feature) of the given input features grouped by pixel:
+        the 8-pixel groups (uint64 words of a sample) holding them, each pixel's row in the
+        transposed block, and per pixel its entries; with ``cut_table(x)[threshold]`` as
+        cut-offs this is ``pylgn.kernels.packed.load_raw``'s ``enc``."""
         features = np.asarray(features, dtype=np.int64)
-        order = np.argsort(self._pix[features], kind="stable")
-        f = features[order]
+        f = features[np.argsort(self._pix[features], kind="stable")]
         pix = self._pix[f]
         starts = np.flatnonzero(np.r_[True, pix[1:] != pix[:-1]]) if f.size else np.zeros(0, int)
         ptr = np.r_[starts, f.size].astype(np.int64)
-        return (pix[starts].astype(np.int64), ptr, self._thr[f].astype(np.int64), f)
+        upix = pix[starts].astype(np.int64)
+        groups = np.unique(upix // 8)
+        vrow = 8 * np.searchsorted(groups, upix // 8) + upix % 8
+        return groups, vrow.astype(np.int64), ptr, self._thr[f].astype(np.int64), f
 
     def encode(self, x):
         """Thermometer bits (batch, in_dim) uint8, the reference path (numpy)."""
@@ -458,15 +462,24 @@ class Thermometer:
         """Cut-off per threshold for ``raw(x)``: uint8 data against the 256-value table, other
         data (reduced to level counts) against i + 1."""
         dt = x.dtype if isinstance(x, np.ndarray) else np.asarray(x).dtype
-        return self._cut8 if dt == np.uint8 else np.arange(1, self.thresholds + 1, dtype=np.int16)
+        return self._cut8 if dt == np.uint8 else np.arange(1, self.thresholds + 1, dtype=np.int64)
 
     def pack(self, x):
         """PackedBits of ``encode(x)``, built block by block by the kernel's ``load_raw``."""
         from .kernels.packed import pack_raw
         raw = self.raw(x)
-        pix, ptr, thr, f = self.plan(np.arange(self.in_dim))
-        words = pack_raw(raw, pix, ptr, self.cut_table(x)[thr], f, self.in_dim)
-        return PackedBits(words, raw.shape[0])
+        groups, vrow, ptr, thr, f = self.plan(np.arange(self.in_dim))
+        enc = (groups, vrow, ptr, self.cut_table(x)[thr].astype(np.int64), f)
+        return PackedBits(pack_raw(_words64(raw), raw.shape[0], enc, self.in_dim), raw.shape[0])
+
+
+def _words64(raw):
+    """(batch, D) uint8 -> (batch, ceil(D / 8)) uint64 view (rows zero-padded to 8 bytes)."""
+    if raw.shape[1] % 8 or raw.ctypes.data % 8:
+        pad = np.zeros((raw.shape[0], -(-raw.shape[1] // 8) * 8), dtype=np.uint8)
+        pad[:, :raw.shape[1]] = raw
+        raw = pad
+    return raw.view(np.uint64)
 
 
 # -- simplification -------------------------------------------------------------------------

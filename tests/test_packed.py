@@ -195,9 +195,3 @@ def test_packedbits_declaring_more_samples_than_words_is_rejected():
         c.predict(PackedBits(px.words.astype(np.int64), 70))
     assert c.scores(PackedBits(px.words, 3)).shape == (3, 2)  # fewer samples than words: fine
 
-
-def test_pack_raw_magic_multiply():
-    """Bytes 0/1 times MAGIC: the top byte holds the 8 bits, little-endian (all 256 patterns)."""
-    pats = ((np.arange(256)[:, None] >> np.arange(8)) & 1).astype(np.uint8)
-    words = pats.view("<u8").ravel().astype(np.uint64)
-    assert np.array_equal((words * packed.MAGIC) >> np.uint64(56), np.arange(256, dtype=np.uint64))

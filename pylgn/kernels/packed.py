@@ -27,9 +27,9 @@ inside the kernel (no (n, k) scores array).
 
 Raw inputs (``load_raw``): instead of packed bits a block may start from raw uint8 samples
 (batch, D): input feature i is ``raw[s, pixel_i] >= cut_i`` (the thermometer code as integer
-cut-offs, see ``pylgn.circuit.Thermometer``); per pixel the block's bytes are gathered once,
-compared with each cut-off (a byte loop that vectorizes) and packed 8 samples per multiply
-(bytes 0/1 times ``0x0102040810204080``, top byte = the 8 bits).
+cut-offs, see ``pylgn.circuit.Thermometer``). The block's needed pixels are first transposed
+pixel-major by 8 x 8 byte transposes on uint64 words (8 samples x 8 pixels per transpose), then
+each (pixel, cut-off) is a byte compare over the block, collected into 64-bit words.
 """
 import numpy as np
 from numba import njit
@@ -300,45 +300,94 @@ def load_packed(x, w0, buf):
             buf[i, w] = x[i, w0 + w] if w0 + w < NW else np.uint64(0)
 
 
-MAGIC = np.uint64(0x0102040810204080)    # 8 bytes of 0/1 -> 8 bits in the top byte
+@njit(inline="always")
+def _swap(a, b, shift, mask):
+    """Exchange the bits of a >> shift under mask with those of b (a block transpose step)."""
+    t = ((a >> np.uint64(shift)) ^ b) & np.uint64(mask)
+    return a ^ (t << np.uint64(shift)), b ^ t
 
 
 @njit(cache=True)
-def load_raw(raw, s0, pix, ptr, cut, slot, buf, vb, cmp):
-    """Thermometer bits straight from raw uint8 samples raw (batch, D), block of samples s0..:
-    for group u (one pixel ``pix[u]``) and entry q in ptr[u]:ptr[u+1], row slot[q] of buf gets
-    bit b of word w = raw[s0 + 64 w + b, pix[u]] >= cut[q] (0 past the batch).
-    Scratch: vb int16 (64 words), cmp uint64 (8 words) with a uint8 view of the same memory."""
+def _transpose_block(raw64, s0, groups, vt64):
+    """vt64[8 i + k, c] = byte k of raw64[s0 + 8 c + j, groups[i]] at byte j: the block's pixels
+    8 g .. 8 g + 7 of each needed 8-pixel group g, pixel-major (rows past the batch read 0).
+    One 8 x 8 byte transpose per 8 samples and group: 3 rounds of 4 swaps of 32/16/8 bits."""
+    N = raw64.shape[0]
+    for i in range(groups.shape[0]):
+        g = groups[i]
+        for c in range(vt64.shape[1]):
+            b0 = s0 + 8 * c
+            if b0 + 8 <= N:
+                r0, r1, r2, r3 = raw64[b0, g], raw64[b0 + 1, g], raw64[b0 + 2, g], raw64[b0 + 3, g]
+                r4, r5, r6, r7 = (raw64[b0 + 4, g], raw64[b0 + 5, g], raw64[b0 + 6, g],
+                                  raw64[b0 + 7, g])
+            else:
+                z = np.uint64(0)
+                r0 = raw64[b0, g] if b0 < N else z
+                r1 = raw64[b0 + 1, g] if b0 + 1 < N else z
+                r2 = raw64[b0 + 2, g] if b0 + 2 < N else z
+                r3 = raw64[b0 + 3, g] if b0 + 3 < N else z
+                r4 = raw64[b0 + 4, g] if b0 + 4 < N else z
+                r5 = raw64[b0 + 5, g] if b0 + 5 < N else z
+                r6 = raw64[b0 + 6, g] if b0 + 6 < N else z
+                r7 = raw64[b0 + 7, g] if b0 + 7 < N else z
+            r0, r4 = _swap(r0, r4, 32, 0x00000000FFFFFFFF)
+            r1, r5 = _swap(r1, r5, 32, 0x00000000FFFFFFFF)
+            r2, r6 = _swap(r2, r6, 32, 0x00000000FFFFFFFF)
+            r3, r7 = _swap(r3, r7, 32, 0x00000000FFFFFFFF)
+            r0, r2 = _swap(r0, r2, 16, 0x0000FFFF0000FFFF)
+            r1, r3 = _swap(r1, r3, 16, 0x0000FFFF0000FFFF)
+            r4, r6 = _swap(r4, r6, 16, 0x0000FFFF0000FFFF)
+            r5, r7 = _swap(r5, r7, 16, 0x0000FFFF0000FFFF)
+            r0, r1 = _swap(r0, r1, 8, 0x00FF00FF00FF00FF)
+            r2, r3 = _swap(r2, r3, 8, 0x00FF00FF00FF00FF)
+            r4, r5 = _swap(r4, r5, 8, 0x00FF00FF00FF00FF)
+            r6, r7 = _swap(r6, r7, 8, 0x00FF00FF00FF00FF)
+            vt64[8 * i, c], vt64[8 * i + 1, c], vt64[8 * i + 2, c], vt64[8 * i + 3, c] = \
+                r0, r1, r2, r3
+            vt64[8 * i + 4, c], vt64[8 * i + 5, c], vt64[8 * i + 6, c], vt64[8 * i + 7, c] = \
+                r4, r5, r6, r7
+
+
+@njit(cache=True)
+def load_raw(raw64, s0, enc, buf, vt64):
+    """Thermometer bits straight from raw uint8 samples, viewed as raw64 (batch, D / 8) uint64,
+    for the block of samples s0 ..: ``enc`` = (groups, vrow, ptr, cut, slot). The needed 8-pixel
+    groups are transposed pixel-major into vt64 (``_transpose_block``); then for pixel u (vt
+    row vrow[u]) and entry q in ptr[u]:ptr[u+1], row slot[q] of buf gets bit b of word w =
+    pixel >= cut[q] for sample s0 + 64 w + b (1 <= cut <= 256, so padding reads give 0): a byte
+    compare over the block's row (vectorizes) and bits collected 64 at a time."""
+    groups, vrow, ptr, cut, slot = enc
     nw = buf.shape[1]
-    ns = min(64 * nw, raw.shape[0] - s0)
-    cb = cmp.view(np.uint8)
-    vb[ns:] = -1
-    for u in range(pix.shape[0]):
-        p = pix[u]
-        for s in range(ns):
-            vb[s] = raw[s0 + s, p]
+    _transpose_block(raw64, s0, groups, vt64)
+    vt = vt64.view(np.uint8)
+    for u in range(vrow.shape[0]):
+        r = vrow[u]
         for q in range(ptr[u], ptr[u + 1]):
-            c, d = np.int16(cut[q]), slot[q]
-            for s in range(64 * nw):
-                cb[s] = np.uint8(vb[s] >= c)
+            d, c = slot[q], cut[q]
+            if c > 255:
+                for w in range(nw):
+                    buf[d, w] = 0
+                continue
+            c8 = np.uint8(c)
             for w in range(nw):
                 word = np.uint64(0)
-                for k in range(8):
-                    word |= ((cmp[8 * w + k] * MAGIC) >> np.uint64(56)) << np.uint64(8 * k)
+                for b in range(64):
+                    word |= np.uint64(vt[r, 64 * w + b] >= c8) << np.uint64(b)
                 buf[d, w] = word
 
 
 @njit(cache=True)
-def pack_raw(raw, pix, ptr, cut, slot, in_dim):
+def pack_raw(raw64, n, enc, in_dim):
     """Packed words (in_dim, ceil(n / 64)) of the features ``load_raw`` encodes (other rows 0)."""
-    n, W = raw.shape[0], 8
+    W = 8
     NW = -(-n // 64)
     words = np.zeros((in_dim, NW), dtype=np.uint64)
     buf = np.zeros((in_dim, W), dtype=np.uint64)
-    vb = np.empty(64 * W, dtype=np.int16)
-    cmp = np.empty(8 * W, dtype=np.uint64)
+    vt64 = np.empty((8 * enc[0].shape[0], 8 * W), dtype=np.uint64)
+    slot = enc[4]
     for blk in range(-(-NW // W)):
-        load_raw(raw, 64 * W * blk, pix, ptr, cut, slot, buf, vb, cmp)
+        load_raw(raw64[:n], 64 * W * blk, enc, buf, vt64)
         for q in range(slot.shape[0]):
             for w in range(min(W, NW - W * blk)):
                 words[slot[q], W * blk + w] = buf[slot[q], w]
@@ -350,8 +399,8 @@ def run_blocks(x, raw, enc, n, blk0, blk1, buf, t, planes, op, ptr, src, dst, ar
                out, k, mode, bits, scores, pred):
     """Run a planned circuit on blocks blk0 .. blk1-1 of n samples.
 
-    Inputs: packed x (in_dim, NW words), or with ``raw`` of shape (n, D) (x unused) the raw uint8
-    samples, encoded per block by ``load_raw`` with ``enc`` = (pix, ptr, cut, slot).
+    Inputs: packed x (in_dim, NW words), or with ``raw`` (n, D / 8) uint64 (x unused) the raw
+    uint8 samples, encoded per block by ``load_raw`` with ``enc`` (see there).
     mode 0: bits[j, w] = words of output j (bits past n are unspecified).
     mode 1: scores[s, c] = number of ones among outputs c*m .. (c+1)*m - 1 of sample s, m = n_out/k.
     mode 2: pred[s] = argmax_c of those counts (the lowest c on ties).
@@ -366,12 +415,11 @@ def run_blocks(x, raw, enc, n, blk0, blk1, buf, t, planes, op, ptr, src, dst, ar
     acc = np.empty(64 * words, dtype=np.int32)
     best = np.empty(64 * words, dtype=np.int32)
     arg = np.empty(64 * words, dtype=np.int64)
-    vb = np.empty(64 * words, dtype=np.int16)
-    cmp = np.empty(8 * words, dtype=np.uint64)
+    vt64 = np.empty((8 * enc[0].shape[0], 8 * words), dtype=np.uint64)
     for blk in range(blk0, blk1):
         w0 = blk * words
         if raw.shape[0] == n:
-            load_raw(raw, 64 * w0, enc[0], enc[1], enc[2], enc[3], buf, vb, cmp)
+            load_raw(raw, 64 * w0, enc, buf, vt64)
         else:
             load_packed(x, w0, buf)
         _run_block(buf, t, op, ptr, src, dst, arity, table)
@@ -414,7 +462,7 @@ def run_circuit(x, n, plan, k, threads, bits=None, mode=None, raw=None, enc=None
     mode = (1 if k else 0) if mode is None else mode
     NW = -(-n // 64)
     if raw is None:
-        raw = np.zeros((0, 1), dtype=np.uint8)
+        raw = np.zeros((0, 1), dtype=np.uint64)
         enc = _empty_enc()
     else:
         x = np.zeros((1, 1), dtype=np.uint64)
@@ -445,7 +493,7 @@ def _empty_enc():
     global _EMPTY_ENC
     if _EMPTY_ENC is None:
         z = np.zeros(1, dtype=np.int64)
-        _EMPTY_ENC = (z[:0], z, np.zeros(0, dtype=np.int16), z[:0])
+        _EMPTY_ENC = (z[:0], z[:0], z, z[:0], z[:0])
     return _EMPTY_ENC
 
 

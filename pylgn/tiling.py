@@ -37,6 +37,9 @@ FALLBACK_CACHES = {1: 32 << 10, 2: 512 << 10, 3: 8 << 20}
 #: share of (L2 + this thread's share of L3) that a thread's tile working set may fill
 CACHE_SHARE = 0.75
 MAX_TILE = 256
+#: fewest samples per auto tile: below ~64 the per-gate cost of a tile (loading its wiring and
+#: table, folding the sums) outweighs what cache residency saves (bench/RESULTS.md, tiled step)
+MIN_TILE = 64
 ALIGN = 64                                   # bytes: a cache line
 
 
@@ -72,13 +75,14 @@ def tile_bytes(widths, itemsize):
 
 
 def auto_tile(widths, itemsize, threads, caches=None):
-    """Largest tile t (a multiple of a cache line's samples, at most MAX_TILE) whose workspace
-    fits CACHE_SHARE of (L2 + L3 / threads); 0 when even one cache line's worth does not fit."""
+    """Largest tile t (a multiple of a cache line's samples) whose workspace fits CACHE_SHARE of
+    (L2 + L3 / threads), clipped to [MIN_TILE, MAX_TILE]; 0 (use the untiled step) when not even
+    one cache line's worth of samples fits (very wide layers)."""
     caches = cache_sizes() if caches is None else caches
     budget = CACHE_SHARE * (caches.get(2, 0) + caches.get(3, 0) / max(1, threads))
     unit = max(1, ALIGN // itemsize)
     t = int(budget // tile_bytes(widths, itemsize)) // unit * unit
-    return min(t, MAX_TILE)
+    return 0 if t < 1 else min(max(t, MIN_TILE), MAX_TILE)
 
 
 def split(batch, tile, threads):

@@ -120,8 +120,8 @@ def test_auto_tile_and_split():
     assert caches[2] > 0 and caches[3] > 0
     widths = [784] + [16000] * 4 + [10]
     t = tiling.auto_tile(widths, 4, 2, caches={2: 1 << 20, 3: 32 << 20})
-    assert t > 0 and t % 16 == 0
-    assert 2 * t * tiling.tile_bytes(widths, 4) <= (2 << 20) + (32 << 20)
+    assert tiling.MIN_TILE <= t <= tiling.MAX_TILE and t % 16 == 0
+    assert tiling.auto_tile([784, 100, 10], 4, 2, {2: 1 << 20, 3: 32 << 20}) == tiling.MAX_TILE
     assert tiling.auto_tile([9216] + [128000] * 4 + [10], 4, 2, {2: 1 << 20, 3: 32 << 20}) == 0
     for batch, tile, w in [(256, 32, 2), (100, 32, 2), (37, 8, 2), (1, 8, 2), (5, 2, 1)]:
         b = tiling.split(batch, tile, w)
@@ -157,3 +157,16 @@ def test_bad_options_and_eval_mode():
     model.eval()
     with pytest.raises(RuntimeError, match="eval"):
         model.loss_and_grad(x, y)
+
+
+def test_conv_models_use_the_untiled_step():
+    """LogicConv2d / OrPool2d have no tiled form yet: loss_and_grad runs forward + backward."""
+    from pylgn.conv import LogicConv2d, OrPool2d
+    layers = [LogicConv2d(2, 4, 6, tree_depth=2), OrPool2d(4, 6),
+              pylgn.LogicLayer(36, 40), pylgn.GroupSum(4, 2.0)]
+    model = pylgn.Sequential(layers, seed=0, dtype=np.float64)
+    x, y = data(batch=7, in_dim=72)
+    assert tiling.plan(model, 4) is None
+    loss0, logits0, g0 = step(model, x, y, tiled=False)
+    loss1, logits1, g1 = step(model, x, y, tile=4)
+    assert loss1 == loss0 and np.array_equal(g1, g0) and np.abs(g0).max() > 0

@@ -69,8 +69,10 @@ def _build_parser():
 
     t = sub.add_parser("train", help="train a network (default: a small one on digits)",
                        epilog=_recipes_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    t.add_argument("--dataset", help="digits (bundled), mnist, cifar10, cifar100 or a dataset .h5 "
-                                     f"file (default {DEFAULT_DATASET})")
+    t.add_argument("--dataset", help="digits (bundled), mnist, cifar10, cifar100, a dataset .h5 "
+                                     f"file or a .csv table (default {DEFAULT_DATASET})")
+    t.add_argument("--target", help="the label column of a .csv --dataset (every other column "
+                   "must hold numbers; each gets --thresholds quantile thermometer bits)")
     t.add_argument("--data-dir", help="folder of prepared datasets (default $PYLGN_DATA or ./data)")
     t.add_argument("--arch", help="dense (LogicLayers of --width, the default) or a conv "
                    "LogicTreeNet from pylgn.conv.ARCHS, e.g. cdlgn-m (needs images)")
@@ -109,6 +111,7 @@ def _build_parser():
     e = sub.add_parser("eval", help="test accuracy of a checkpoint (relaxed and discretized)")
     e.add_argument("checkpoint")
     e.add_argument("--dataset", help="default: the dataset the checkpoint was trained on")
+    e.add_argument("--target", help="label column of a .csv --dataset (default: the training one)")
     e.add_argument("--data-dir")
     e.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     _common(e, threads=True)
@@ -166,8 +169,9 @@ def _resolve(args, ckpt):
     if ckpt is not None and not saved:
         raise UsageError(f"--resume: {ckpt.path} was not written by `pylgn train`")
     name = _pick("dataset", args.dataset, saved, DEFAULT_DATASET)
-    ds = load_dataset(name, args.data_dir)
-    cfg = dict(dataset=name)
+    target = _pick("target", args.target, saved, None)
+    ds = load_dataset(name, args.data_dir, target=target)
+    cfg = dict(dataset=name, **({"target": target} if target else {}))
     defaults = recipe(ds.shape, len(ds.y_train))[1] if ckpt is None else BASE
     for key, default in defaults.items():
         cfg[key] = _pick(key, getattr(args, key), saved, default)
@@ -209,6 +213,9 @@ def build_layers(cfg, shape, classes):
         return build_arch(cfg["arch"], in_channels=shape[0] * cfg["thresholds"], classes=classes,
                           in_size=shape[1:], tau=cfg["tau"], **kw)
     n = check_int("--layers", cfg["layers"], 1)
+    if cfg["width"] % classes:
+        raise UsageError(f"--width: must be a multiple of the {classes} classes (GroupSum), got "
+                         f"{cfg['width']}; e.g. --width {-(-cfg['width'] // classes) * classes}")
     in_dim = int(np.prod(shape)) * cfg["thresholds"]
     layers = [LogicLayer(in_dim if i == 0 else cfg["width"], cfg["width"], **kw) for i in range(n)]
     return layers + [GroupSum(classes, cfg["tau"])]
@@ -305,7 +312,8 @@ def cmd_eval(args):
     name = args.dataset or ckpt.meta.get("dataset")
     if name is None:
         raise UsageError(f"{args.checkpoint}: no dataset recorded; pass --dataset")
-    ds = load_dataset(name, args.data_dir)
+    ds = load_dataset(name, args.data_dir, target=args.target or
+                      ckpt.meta.get("settings", {}).get("target"))
     crop = ckpt.meta.get("crop") or None
     values = ds.encoded_dim(1, crop)
     thresholds = ckpt.meta.get("thresholds") or max(1, ckpt.model.in_dim // values)

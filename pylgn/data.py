@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -114,16 +114,125 @@ def load_digits(seed=0, test_fraction=0.2):
     return Dataset("digits", x[tr], y[tr], x[te], y[te], [str(c) for c in range(10)], 16)
 
 
+# tables (CSV): per-column quantile thermometers ------------------------------------------------
+
+def quantile_thresholds(x, n, distinct=True):
+    """(features, thresholds) of the columns of x (samples, columns), NaN ignored; input bit k is
+    [x[:, features[k]] > thresholds[k]]. Column j: t_i = nanquantile(x[:, j], (i+1)/(n+1)), i < n.
+    ``distinct``: only the distinct t_i below the column's maximum (a threshold at the maximum
+    gives a bit that is 0 on all of x); a constant column keeps one, at its value. Otherwise all n
+    (repeats included: the width is columns * n). An all-NaN column gets +inf (bits always 0)."""
+    levels = np.arange(1, n + 1) / (n + 1)
+    feats, cuts = [], []
+    for j in range(x.shape[1]):
+        col = x[:, j][~np.isnan(x[:, j])]
+        t = np.quantile(col, levels) if col.size else np.full(n, np.inf)
+        if distinct:
+            t = np.unique(t)
+            t = t[t < col.max()] if (col.size and (t < col.max()).any()) else t[:1]
+        feats.append(np.full(t.size, j, dtype=np.int64))
+        cuts.append(t)
+    return np.concatenate(feats), np.concatenate(cuts).astype(np.float64)
+
+
+def quantile_encode(x, features, thresholds):
+    """Bits (samples, len(thresholds)) uint8: bit k = [x[:, features[k]] > thresholds[k]] (NaN
+    compares false, so a missing value has all its bits 0)."""
+    with np.errstate(invalid="ignore"):
+        return (np.asarray(x, dtype=np.float64)[:, features] > thresholds).astype(np.uint8)
+
+
+@dataclass
+class TableDataset(Dataset):
+    """Rows of numbers (N, columns), float64, with int labels; ``encode`` is the per-column
+    quantile thermometer fitted on ``x_train`` (every column gets ``thresholds`` bits, repeated
+    quantiles included, so the width is columns * thresholds like any other dataset)."""
+    feature_names: list = field(default_factory=list)
+    _cuts: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def encode(self, x, thresholds, crop=None):
+        if crop is not None:
+            raise ValueError(f"crop: a table has no images to crop, got crop={crop}")
+        n = check_int("thresholds", thresholds, 1, 255)
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.x_train.shape[1]:
+            raise ValueError(f"x: expected rows of {self.x_train.shape[1]} columns, got shape "
+                             f"{x.shape}")
+        if n not in self._cuts:
+            self._cuts[n] = quantile_thresholds(self.x_train, n, distinct=False)
+        return quantile_encode(x, *self._cuts[n])
+
+
+def load_csv(path, target, seed=0, test_fraction=0.2):
+    """A CSV table with a header row as a ``TableDataset``: column ``target`` holds the labels
+    (any text; classes sorted, numerically when all are numbers), every other column numbers
+    (a missing or non-numeric cell is a ValueError naming its line and column). Split by a fixed
+    seeded permutation like ``load_digits``: the first 80 % train, the rest test."""
+    import csv
+    with open(path, newline="") as f:
+        rows = [r for r in csv.reader(f) if r]
+    if len(rows) < 3:
+        raise ValueError(f"{path}: expected a header row and at least 2 rows of data")
+    header, rows = [h.strip() for h in rows[0]], rows[1:]
+    if target not in header:
+        raise ValueError(f"target: no column {target!r} in {path} (columns: {header})")
+    t = header.index(target)
+    cols = [j for j in range(len(header)) if j != t]
+    bad = next((i for i, r in enumerate(rows) if len(r) != len(header)), None)
+    if bad is not None or not cols:
+        raise ValueError(f"{path}: line {bad + 2} has {len(rows[bad])} fields, the header "
+                         f"{len(header)}" if bad is not None else
+                         f"{path}: no feature columns besides the target {target!r}")
+    x = np.array([[_cell(path, header, i, r, j) for j in cols] for i, r in enumerate(rows)])
+    names = sorted({r[t].strip() for r in rows}, key=_label_key([r[t] for r in rows]))
+    if len(names) < 2:
+        raise ValueError(f"target: column {target!r} of {path} has 1 class ({names[0]!r})")
+    y = np.array([names.index(r[t].strip()) for r in rows], dtype=np.int64)
+    order = np.random.default_rng(seed).permutation(len(x))
+    tr, te = np.split(order, [int(round(len(x) * (1.0 - test_fraction)))])
+    return TableDataset(os.path.splitext(os.path.basename(path))[0], x[tr], y[tr], x[te], y[te],
+                        names, 1, [header[j] for j in cols])
+
+
+def _cell(path, header, i, row, j):
+    try:
+        v = float(row[j])
+    except ValueError:
+        v = np.nan
+    if not np.isfinite(v):
+        raise ValueError(f"{path}: line {i + 2}, column {header[j]!r}: expected a finite number, "
+                         f"got {row[j]!r}")
+    return v
+
+
+def _label_key(labels):
+    """Sort key of class names: by value when every label is a number, else as text."""
+    try:
+        [float(v) for v in labels]
+        return lambda s: (float(s), s)
+    except ValueError:
+        return str
+
+
 def default_data_dir():
     """$PYLGN_DATA, else ./data."""
     return os.environ.get("PYLGN_DATA") or "data"
 
 
-def load_dataset(name, data_dir=None):
+def load_dataset(name, data_dir=None, target=None):
     """``digits`` (bundled), ``mnist``/``cifar10``/``cifar100`` (prepared HDF5 files in
-    ``data_dir``, default $PYLGN_DATA or ./data) or a path to a dataset .h5 file."""
+    ``data_dir``, default $PYLGN_DATA or ./data), a path to a dataset .h5 file, or a .csv table
+    whose column ``target`` holds the labels (``load_csv``)."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"dataset: expected a name or a .h5 path, got {name!r}")
+    if name.lower().endswith(".csv"):
+        if not target:
+            raise ValueError(f"target: a .csv dataset needs the label column (--target), "
+                             f"got {target!r}")
+        return load_csv(name, target)
+    if target is not None:
+        raise ValueError(f"target: only a .csv dataset has a label column to pick, got "
+                         f"target={target!r} for {name!r}")
     if name == "digits":
         return load_digits()
     if name in PREPARED:

@@ -7,7 +7,7 @@
     circuit.predict(X_test)              # == clf.predict(X_test)
 
 Encoding. ``QuantileThermometer`` learns, per column j, the quantiles of the training values at
-the thermometer levels (i+1)/(n+1), i = 0..n-1 (``np.nanquantile``), keeps the distinct ones
+the thermometer levels (i+1)/(n+1), i = 0..n-1 (``pylgn.data.quantile_thresholds``), keeps the distinct ones
 below the column's maximum (a threshold at the maximum would give a bit that is 0 on every
 training sample), and emits one bit per kept threshold t:
 
@@ -45,6 +45,7 @@ except ImportError:                                          # pragma: no cover
                       "validate_data); upgrade it with pip install -U scikit-learn") from None
 
 from ._checks import check_choice, check_float, check_int
+from .data import quantile_encode, quantile_thresholds
 
 MISSING = ("error", "low")
 
@@ -52,31 +53,6 @@ __all__ = ["LogicGateClassifier", "QuantileThermometer", "ThresholdCircuit"]
 
 
 # encoding --------------------------------------------------------------------------------------
-
-def quantile_thresholds(X, n):
-    """(features, thresholds) of the columns of X (samples, columns), NaN ignored: for column j
-    the distinct values of nanquantile(X[:, j], (i+1)/(n+1)), i < n, below max X[:, j]; a
-    constant column keeps its value; an all-NaN column gets +inf (its bit is always 0)."""
-    levels = np.arange(1, n + 1) / (n + 1)
-    feats, thresh = [], []
-    for j in range(X.shape[1]):
-        col = X[:, j][~np.isnan(X[:, j])]
-        if col.size == 0:
-            t = np.array([np.inf])
-        else:
-            t = np.unique(np.quantile(col, levels))
-            t = t[t < col.max()] if (t < col.max()).any() else t[:1]
-        feats.append(np.full(t.size, j, dtype=np.int64))
-        thresh.append(t)
-    return np.concatenate(feats), np.concatenate(thresh).astype(np.float64)
-
-
-def encode(X, features, thresholds):
-    """Thermometer bits (samples, len(thresholds)) uint8: bit k = [X[:, features[k]] > thresholds[k]]
-    (NaN compares false: all its bits 0)."""
-    with np.errstate(invalid="ignore"):
-        return (X[:, features] > thresholds).astype(np.uint8)
-
 
 class QuantileThermometer(TransformerMixin, BaseEstimator):
     """Per-column quantile thermometer encoding of raw numeric data (see the module doc).
@@ -99,7 +75,7 @@ class QuantileThermometer(TransformerMixin, BaseEstimator):
     def transform(self, X):
         """Bits (samples, len(thresholds_)) uint8."""
         check_is_fitted(self)
-        return encode(self._validate(X, reset=False), self.features_, self.thresholds_)
+        return quantile_encode(self._validate(X, reset=False), self.features_, self.thresholds_)
 
     def get_feature_names_out(self, input_features=None):
         """Names "<column> > <threshold>" of the output bits."""
@@ -159,7 +135,7 @@ class ThresholdCircuit:
         X = check_array(X, dtype=np.float64, ensure_all_finite="allow-nan", input_name="X")
         if X.shape[1] != self.n_features:
             raise ValueError(f"X: expected {self.n_features} features, got {X.shape[1]}")
-        return encode(X, self.features, self.thresholds)
+        return quantile_encode(X, self.features, self.thresholds)
 
     def scores(self, X):
         """(n, classes) int32 ones per group of the last layer (logits = scores / tau)."""

@@ -237,3 +237,72 @@ def test_import_pylgn_does_not_import_sklearn():
     import sys
     code = "import sys, pylgn; assert 'sklearn' not in sys.modules and 'pylgn.sklearn' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# the CLI's tabular case: pylgn train --dataset FILE.csv --target COLUMN --------------------------
+
+@pytest.fixture
+def iris_csv(tmp_path, iris):
+    import csv
+    from sklearn.datasets import load_iris
+    names = load_iris().target_names
+    path = tmp_path / "iris.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["sepal length", "sepal width", "species", "petal length", "petal width"])
+        for x, t in zip(*iris):
+            w.writerow([x[0], x[1], names[t], x[2], x[3]])
+    return path
+
+
+def test_load_csv_splits_and_encodes_with_train_quantiles(iris_csv, iris):
+    from pylgn.data import TableDataset, load_csv, quantile_thresholds
+    ds = load_csv(str(iris_csv), "species")
+    assert isinstance(ds, TableDataset) and ds.name == "iris"
+    assert ds.class_names == ["setosa", "versicolor", "virginica"]
+    assert ds.feature_names == ["sepal length", "sepal width", "petal length", "petal width"]
+    assert (len(ds.x_train), len(ds.x_test)) == (120, 30) and ds.shape == (4,)
+    rows = {tuple(r): c for r, c in zip(iris[0], iris[1])}
+    assert all(rows[tuple(r)] == c for r, c in zip(ds.x_train, ds.y_train))
+    bits = ds.encode(ds.x_test, 3)
+    assert bits.shape == (30, 12) and ds.encoded_dim(3) == 12
+    feats, cuts = quantile_thresholds(ds.x_train, 3, distinct=False)
+    assert np.array_equal(bits, (ds.x_test[:, feats] > cuts).astype(np.uint8))
+    assert np.array_equal(load_csv(str(iris_csv), "species").y_test, ds.y_test)    # fixed split
+
+
+def test_load_csv_errors_name_the_problem(tmp_path, iris_csv):
+    from pylgn.data import load_csv, load_dataset
+    with pytest.raises(ValueError, match="target: no column 'label'"):
+        load_csv(str(iris_csv), "label")
+    with pytest.raises(ValueError, match="target: a .csv dataset needs the label column"):
+        load_dataset(str(iris_csv))
+    with pytest.raises(ValueError, match="target: only a .csv dataset"):
+        load_dataset("digits", target="species")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b,y\n1,2,x\n3,,y\n5,6,x\n")
+    with pytest.raises(ValueError, match="line 3, column 'b': expected a finite number"):
+        load_csv(str(bad), "y")
+    bad.write_text("a,y\n1,x\n2,x\n")
+    with pytest.raises(ValueError, match="target: column 'y' of .* has 1 class"):
+        load_csv(str(bad), "y")
+    bad.write_text("a,y\n1,10\n2,9\n3,10\n4,9\n5,2\n")
+    assert load_csv(str(bad), "y").class_names == ["2", "9", "10"]              # numeric order
+
+
+def test_cli_trains_and_evaluates_a_csv_table(iris_csv, tmp_path, capsys):
+    import json
+    from pylgn.cli import main
+    tiny = ["--layers", "2", "--width", "300", "--steps", "60", "--eval-every", "30", "--lr",
+            "0.05", "--no-progress", "--json", "--threads", "1"]
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", str(iris_csv), "--target", "species", "--out", str(out),
+                 *tiny]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["steps"] == 60 and res["test_accuracy_discrete"] > 0.6
+    assert main(["eval", str(out / "checkpoint.h5"), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["test_accuracy_discrete"] == res["test_accuracy_discrete"]
+    assert main(["train", "--dataset", str(iris_csv), "--target", "species", "--width", "200",
+                 "--out", str(out), "--no-progress"]) == 2
+    assert "--width: must be a multiple of the 3 classes" in capsys.readouterr().err

@@ -378,8 +378,10 @@ class Thermometer:
     (or (F,)); ``encode(x)`` equals ``Dataset.encode(x, thresholds, crop)`` with that max_value:
     centre crop, then bit i of value v is v / max_value > (i+1)/(n+1), channel-major. For uint8
     data each bit is ``v >= cut_i`` with integer cut-offs found by evaluating that float64
-    expression for all 256 values (so it is bit-identical by construction); float data are first
-    reduced to their level count (uint8) with the same float64 expression.
+    expression for all 256 values (so it is bit-identical by construction). Other integer and
+    float data (floats on the raw scale: ``thermometer(x / max_value, n)``; Dataset.encode itself
+    takes integers only) are first reduced to their level count (uint8) with the same float64
+    expression.
     ``pack(x)`` gives ``PackedBits`` equal to ``pack_bits(encode(x))`` without building the bits;
     ``Circuit.predict_raw(x, encoder)`` runs the encoding inside the packed kernel.
     """

@@ -8,7 +8,7 @@ import pytest
 import pylgn
 from pylgn import gates
 from pylgn.circuit import Circuit, PackedBits, Thermometer
-from pylgn.data import Dataset
+from pylgn.data import Dataset, centre_crop, thermometer
 from test_packed import all_inputs, numpy_eval, random_graph, random_layers
 
 
@@ -264,7 +264,8 @@ def dataset(x, max_value):
     ((1, 6, 6), 3, None, 4), ((2, 5, 5), 7, 3, 7), ((10,), 1, None, 2)])
 @pytest.mark.parametrize("batch", [1, 63, 64, 65, 1000])
 def test_thermometer_pack_equals_encode_then_pack(shape, n, crop, max_value, batch):
-    """uint8 and float data, values on the thresholds included (max_value 4, n 3: v = 1, 2, 3
+    """uint8 data against Dataset.encode, floats against thermometer(x / max_value), values on the
+    thresholds included (max_value 4, n 3: v = 1, 2, 3
     sit exactly on the levels 1/4, 2/4, 3/4 and must give 0 there)."""
     rng = np.random.default_rng(batch + n)
     x = rng.integers(0, max_value + 1, size=(batch,) + shape).astype(np.uint8)
@@ -275,8 +276,9 @@ def test_thermometer_pack_equals_encode_then_pack(shape, n, crop, max_value, bat
     assert np.array_equal(enc.pack(x).words, want)
     xf = x.astype(np.float32)
     xf.flat[::3] = rng.random(xf.size)[::3].astype(np.float32) * max_value   # off-grid values
-    assert np.array_equal(enc.pack(xf).words,
-                          pylgn.circuit.pack_bits("x", ds.encode(xf, n, crop=crop), enc.in_dim).words)
+    ref_f = thermometer(centre_crop(xf, crop).astype(np.float64) / max_value, n).reshape(batch, -1)
+    assert np.array_equal(enc.pack(xf).words, pylgn.circuit.pack_bits("x", ref_f, enc.in_dim).words)
+    assert np.array_equal(enc.pack(x.astype(np.int64)).words, want)
     assert np.array_equal(enc.pack(x.reshape(batch, -1)).words, want)      # flat samples too
 
 

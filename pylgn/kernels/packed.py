@@ -246,38 +246,45 @@ def _ripple(planes, carry, lo, L):
 
 
 @njit(cache=True)
-def _count_group(buf, out, j0, j1, planes, carry, L):
+def _count_group(buf, out, j0, j1, planes, tmp, L):
     """planes[l, w] (l < L) = bit l of the number of ones among rows out[j0:j1] of buf, per
-    sample: 16 rows at a time through a carry-save tree into planes 0..3, the weight-16 carry
-    rippled into planes 4..L-1; the remaining rows are rippled in one by one. L >= 4."""
+    sample: 16 rows at a time are copied into tmp (16, words) and go through a carry-save tree
+    into planes 0..3, the weight-16 carry rippled into planes 4..L-1; the remaining rows are
+    rippled in one by one. L >= 4. (Reading the 16 rows from one scratch array rather than
+    from buf directly keeps LLVM's run-time alias checks few enough to vectorize the word loop:
+    2.5x faster at 32 words.)"""
     nw = buf.shape[1]
     planes[:L] = 0
     j = j0
     while j + 16 <= j1:
+        for i in range(16):
+            r = out[j + i]
+            for w in range(nw):
+                tmp[i, w] = buf[r, w]
         for w in range(nw):
             o, t, f, e = planes[0, w], planes[1, w], planes[2, w], planes[3, w]
-            o, t1 = _csa(o, buf[out[j], w], buf[out[j + 1], w])
-            o, t2 = _csa(o, buf[out[j + 2], w], buf[out[j + 3], w])
+            o, t1 = _csa(o, tmp[0, w], tmp[1, w])
+            o, t2 = _csa(o, tmp[2, w], tmp[3, w])
             t, f1 = _csa(t, t1, t2)
-            o, t1 = _csa(o, buf[out[j + 4], w], buf[out[j + 5], w])
-            o, t2 = _csa(o, buf[out[j + 6], w], buf[out[j + 7], w])
+            o, t1 = _csa(o, tmp[4, w], tmp[5, w])
+            o, t2 = _csa(o, tmp[6, w], tmp[7, w])
             t, f2 = _csa(t, t1, t2)
             f, e1 = _csa(f, f1, f2)
-            o, t1 = _csa(o, buf[out[j + 8], w], buf[out[j + 9], w])
-            o, t2 = _csa(o, buf[out[j + 10], w], buf[out[j + 11], w])
+            o, t1 = _csa(o, tmp[8, w], tmp[9, w])
+            o, t2 = _csa(o, tmp[10, w], tmp[11, w])
             t, f1 = _csa(t, t1, t2)
-            o, t1 = _csa(o, buf[out[j + 12], w], buf[out[j + 13], w])
-            o, t2 = _csa(o, buf[out[j + 14], w], buf[out[j + 15], w])
+            o, t1 = _csa(o, tmp[12, w], tmp[13, w])
+            o, t2 = _csa(o, tmp[14, w], tmp[15, w])
             t, f2 = _csa(t, t1, t2)
             f, e2 = _csa(f, f1, f2)
-            e, carry[w] = _csa(e, e1, e2)
+            e, tmp[0, w] = _csa(e, e1, e2)
             planes[0, w], planes[1, w], planes[2, w], planes[3, w] = o, t, f, e
-        _ripple(planes, carry, 4, L)
+        _ripple(planes, tmp[0], 4, L)
         j += 16
     for jj in range(j, j1):
         for w in range(nw):
-            carry[w] = buf[out[jj], w]
-        _ripple(planes, carry, 0, L)
+            tmp[0, w] = buf[out[jj], w]
+        _ripple(planes, tmp[0], 0, L)
 
 
 @njit(cache=True)
@@ -411,7 +418,7 @@ def run_blocks(x, raw, enc, n, blk0, blk1, buf, t, planes, op, ptr, src, dst, ar
     words = buf.shape[1]
     m = out.shape[0] // k if k > 0 else 0
     L = max(4, int(np.ceil(np.log2(m + 1))) + 1) if k > 0 else 0
-    carry = np.empty(words, dtype=np.uint64)
+    tmp = np.empty((16, words), dtype=np.uint64)
     acc = np.empty(64 * words, dtype=np.int32)
     best = np.empty(64 * words, dtype=np.int32)
     arg = np.empty(64 * words, dtype=np.int64)
@@ -431,7 +438,7 @@ def run_blocks(x, raw, enc, n, blk0, blk1, buf, t, planes, op, ptr, src, dst, ar
             continue
         best[:] = -1
         for cls in range(k):
-            _count_group(buf, out, cls * m, (cls + 1) * m, planes, carry, L)
+            _count_group(buf, out, cls * m, (cls + 1) * m, planes, tmp, L)
             _plane_counts(planes, L, acc)
             if mode == 1:
                 for i in range(ns):

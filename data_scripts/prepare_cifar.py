@@ -28,14 +28,38 @@ ARCHIVES = {  # official archive, MD5, folder inside, train members, test member
 }
 
 
+#: The only globals a CIFAR pickle may name: numpy's array reconstruction (the rest is dicts,
+#: lists, ints and bytes). Anything else (a hostile file's os.system, say) is refused.
+ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+           ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.numeric", "_frombuffer"),
+           ("numpy._core.numeric", "_frombuffer")}
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) not in ALLOWED:
+            raise ValueError(f"refusing to load {module}.{name} from a CIFAR pickle")
+        return super().find_class(module, name)
+
+
 def _unpickle(tar, member):
-    """A pickled dict (bytes keys, as written by the original Python 2 scripts) from the tarball.
-    Only run on archives whose MD5 was checked (or on local files the user vouches for)."""
+    """A pickled dict (bytes keys, as written by the original Python 2 scripts) from the tarball,
+    read by an unpickler that admits numpy arrays and plain containers only."""
     try:
         f = tar.extractfile(member)
     except KeyError:
         raise ValueError(f"{tar.name}: member {member} missing") from None
-    return pickle.load(f, encoding="bytes")
+    if f is None:
+        raise ValueError(f"{tar.name}: member {member} is not a regular file")
+    try:
+        obj = _Unpickler(f, encoding="bytes").load()
+    except ValueError as e:
+        raise ValueError(f"{tar.name}: {member}: {e}") from None
+    except (pickle.UnpicklingError, EOFError, AttributeError, TypeError) as e:
+        raise ValueError(f"{tar.name}: {member} is not a CIFAR pickle ({e})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{tar.name}: {member} does not hold a dict")
+    return obj
 
 
 def read_archive(path, spec):

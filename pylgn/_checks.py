@@ -28,7 +28,10 @@ def check_choice(name, value, choices):
 
 
 def check_batch(name, x, width, xp=np):
-    """A (batch, width) real array with finite values in [0, 1]."""
+    """A (batch, width) real array with finite values in [0, 1] (masked arrays refused: their
+    hidden values would reach the kernels)."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(f"{name}: masked arrays are not supported; pass {name}.filled(value)")
     if not hasattr(x, "shape"):
         x = np.asarray(x)
     if x.dtype.kind not in "biuf":

@@ -18,9 +18,13 @@ renamed over it with ``os.replace``, so a crash mid-save leaves the previous che
 h5py is imported on first use, so ``import pylgn`` stays light.
 """
 import contextlib
+import errno
+import glob
 import json
 import os
+import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,13 +36,27 @@ _COMPRESS = dict(compression="gzip", compression_opts=4, shuffle=True)
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path, need_bytes=0):
     """Yields a temporary path beside ``path``; on normal exit fsyncs it and renames it onto
-    ``path`` (then fsyncs the folder). On an exception the temporary file is removed."""
+    ``path`` (then fsyncs the folder). On an exception the temporary file is removed. Temporary
+    files of earlier writes to ``path`` that were killed (untouched for STALE_SECONDS) are
+    removed first; ``need_bytes`` > the free space of the folder is refused before writing."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        _remove_stale(folder, os.path.basename(path))
+        free = shutil.disk_usage(folder).free
+    except OSError as e:
+        raise OSError(e.errno, f"{path}: cannot write here ({e.strerror or e})") from None
+    if need_bytes > free:
+        raise OSError(errno.ENOSPC, f"{path}: needs about {need_bytes} bytes, the disk has "
+                                    f"{free} free; nothing was written")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                                   dir=folder)
+    except OSError as e:
+        raise OSError(e.errno, f"{path}: cannot write here ({e.strerror or e})") from None
     os.close(fd)
     try:
         yield tmp
@@ -53,6 +71,18 @@ def atomic_path(path):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+#: A temporary file of an atomic write untouched this long is a killed write's leftover.
+STALE_SECONDS = 600
+
+
+def _remove_stale(folder, name):
+    now = time.time()
+    for tmp in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.tmp")):
+        with contextlib.suppress(OSError):
+            if now - os.path.getmtime(tmp) > STALE_SECONDS:
+                os.unlink(tmp)
 
 
 def _fsync_dir(folder):
@@ -99,11 +129,14 @@ def save(path, model, optimizer=None, step=None, trainer_state=None, **meta):
     if optimizer is not None and optimizer.model is not model:
         raise ValueError("optimizer: belongs to a different model")
     step = (optimizer.t if optimizer is not None else 0) if step is None else step
+    step = _check_step("step", step)
     try:
         meta_json = to_json(meta)
     except TypeError as e:
         raise TypeError(f"meta: {e}") from None
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    _check_savable(model, optimizer)
+    need = model.params.nbytes * (3 if optimizer is not None else 1) + (1 << 20)
+    with atomic_path(path, need_bytes=need) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update(format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION,
                        pylgn_version=__version__, step=int(step), device=model.device,
                        model_config=to_json(model.config()), meta=meta_json)
@@ -112,6 +145,30 @@ def save(path, model, optimizer=None, step=None, trainer_state=None, **meta):
             _write_optimizer(f.create_group("optimizer"), optimizer)
         if trainer_state is not None:
             _write_trainer(f.create_group("trainer"), trainer_state)
+
+
+def _check_step(name, step):
+    import numbers
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+        raise (ValueError if isinstance(step, numbers.Integral) else TypeError)(
+            f"{name}: expected an int >= 0, got {step!r}")
+    return int(step)
+
+
+def _check_savable(model, optimizer):
+    """What ``load`` would refuse is not written: parameters must be finite, Adam's moments
+    finite (and v >= 0)."""
+    host = model.backend.to_host
+    if not np.isfinite(host(model.params)).all():
+        raise ValueError("model: parameters contain NaN or inf; not saved (the last good "
+                         "checkpoint is kept)")
+    if optimizer is not None:
+        _check_moments("optimizer", host(optimizer.m), host(optimizer.v))
+
+
+def _check_moments(where, m, v):
+    if not (np.isfinite(m).all() and np.isfinite(v).all() and (v >= 0).all()):
+        raise ValueError(f"{where}: Adam moments m, v must be finite with v >= 0")
 
 
 def _write_layers(group, model):
@@ -168,39 +225,82 @@ def load(path, device=None):
             raise ValueError(f"{path}: corrupt pylgn checkpoint: {e}") from None
 
 
+LAYER_TYPES = ("LogicLayer", "GroupSum", "LogicConv2d", "OrPool2d")
+
+
 def _read(f, path, device):
     fmt = f.attrs.get("format")
     if fmt != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a pylgn checkpoint (attribute 'format' is {fmt!r}, "
                          f"expected {CHECKPOINT_FORMAT!r})")
-    version = int(f.attrs.get("version", -1))
+    version = _int_attr(f, "version", path)
     if not 1 <= version <= CHECKPOINT_VERSION:
         raise ValueError(f"{path}: checkpoint format version {version} is not supported "
                          f"(this pylgn reads versions 1..{CHECKPOINT_VERSION})")
+    check_storage(f, path)
+    step = _int_attr(f, "step", path)
+    meta = json.loads(f.attrs["meta"])
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: attribute 'meta' must be a JSON object")
     model = _read_model(f, path, device)
     optimizer = _read_optimizer(f["optimizer"], path, model) if "optimizer" in f else None
-    trainer = _read_trainer(f["trainer"]) if "trainer" in f else None
-    return Checkpoint(path, model, optimizer, int(f.attrs["step"]), json.loads(f.attrs["meta"]),
-                      trainer)
+    trainer = _read_trainer(f["trainer"], path) if "trainer" in f else None
+    return Checkpoint(path, model, optimizer, step, meta, trainer)
 
 
-def _dataset(group, name, path):
+def _int_attr(obj, name, path):
+    value = obj.attrs.get(name)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < 0:
+        raise ValueError(f"{path}: attribute '{obj.name}' {name} must be an int >= 0, got "
+                         f"{value!r}")
+    return int(value)
+
+
+def check_storage(f, path):
+    """Refuse anything not stored inside the file: external or soft links, datasets with
+    external storage, virtual datasets (they would make ``load`` read other files)."""
+    import h5py
+
+    def walk(group):
+        for name in group:
+            link = group.get(name, getlink=True)
+            where = f"{group.name.rstrip('/')}/{name}"
+            if not isinstance(link, h5py.HardLink):
+                raise ValueError(f"{path}: '{where}' is a {type(link).__name__}; a checkpoint "
+                                 f"holds only data stored inside the file")
+            obj = group[name]
+            if isinstance(obj, h5py.Group):
+                walk(obj)
+            elif obj.external or obj.is_virtual:
+                raise ValueError(f"{path}: dataset '{where}' is stored outside the file "
+                                 f"(external or virtual storage); refused")
+    walk(f)
+
+
+def _dataset(group, name, path, shape=None):
+    """The array ``group/name``, after checking its declared shape (before reading it)."""
     if name not in group:
         raise ValueError(f"{path}: missing dataset '{group.name}/{name}'")
-    return group[name][...]
+    ds = group[name]
+    if shape is not None and tuple(ds.shape) != tuple(shape):
+        raise ValueError(f"{path}: '{ds.name}' has shape {ds.shape}, expected {tuple(shape)}")
+    return ds[...]
 
 
 def _read_model(f, path, device):
     import pylgn
     config = json.loads(f.attrs["model_config"])
-    layers = []
-    for cfg in config["layers"]:
-        cfg = dict(cfg)
-        cls = getattr(pylgn, cfg.pop("type", ""), None)
-        if not isinstance(cls, type):
-            raise ValueError(f"{path}: unknown layer type in model_config: {cfg}")
-        layers.append(cls(**cfg))
-    model = pylgn.Sequential(layers, seed=config["seed"], device=device, dtype=config["dtype"])
+    try:
+        layers = [_make_layer(pylgn, cfg) for cfg in config["layers"]]
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: invalid model_config: {e}") from None
+    _check_sizes(f, layers, path)
+    try:
+        model = pylgn.Sequential(layers, seed=config["seed"], device=device,
+                                 dtype=config["dtype"])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: invalid model_config: {e}") from None
     group = f["layers"] if "layers" in f else None
     for i, layer in enumerate(model.layers):
         if getattr(layer, "weights", None) is None:
@@ -212,18 +312,43 @@ def _read_model(f, path, device):
     return model
 
 
+def _make_layer(pylgn, cfg):
+    if not isinstance(cfg, dict) or cfg.get("type") not in LAYER_TYPES:
+        raise ValueError(f"unknown layer type in {cfg!r} (expected one of {LAYER_TYPES})")
+    cfg = dict(cfg)
+    return getattr(pylgn, cfg.pop("type"))(**cfg)
+
+
+def _check_sizes(f, layers, path):
+    """Every layer's declared parameter count must be what the file holds, checked before
+    anything is allocated (a tiny file cannot ask for gigabytes)."""
+    group = f["layers"] if "layers" in f else {}
+    for i, layer in enumerate(layers):
+        if layer.n_params:
+            g = group.get(f"{i:03d}") if len(group) else None
+            if g is None:
+                raise ValueError(f"{path}: missing group '/layers/{i:03d}'")
+            if "weights" not in g:
+                raise ValueError(f"{path}: missing dataset '/layers/{i:03d}/weights'")
+            held = g["weights"].size
+            if held != layer.n_params:
+                raise ValueError(f"{path}: layers[{i}] declares {layer.n_params} parameters, "
+                                 f"the file holds {held}")
+
+
 def _restore_layer(layer, g, path, backend):
-    weights = _dataset(g, "weights", path)
-    if weights.shape != tuple(layer.weights.shape):
-        raise ValueError(f"{path}: '{g.name}/weights' has shape {weights.shape}, the config says "
-                         f"{tuple(layer.weights.shape)}")
-    if not np.isfinite(weights).all():
-        raise ValueError(f"{path}: '{g.name}/weights' contains NaN or inf")
+    weights = _dataset(g, "weights", path, layer.weights.shape)
+    if weights.dtype.kind != "f" or not np.isfinite(weights).all():
+        raise ValueError(f"{path}: '{g.name}/weights' must be finite floats")
     layer.weights[...] = backend.asarray(weights, dtype=layer.weights.dtype)
     for name in WIRING:
         if getattr(layer, name, None) is not None:
+            wiring = _dataset(g, name, path, backend.to_host(getattr(layer, name)).shape)
+            if wiring.dtype.kind not in "iu":
+                raise ValueError(f"{path}: '{g.name}/{name}' must hold integers, got "
+                                 f"{wiring.dtype}")
             try:
-                layer.bind(backend, layer.weights, layer.grad, _dataset(g, name, path))
+                layer.bind(backend, layer.weights, layer.grad, wiring)
             except ValueError as e:
                 raise ValueError(f"{path}: '{g.name}/{name}' is invalid: {e}") from None
 
@@ -232,15 +357,23 @@ def _read_optimizer(g, path, model):
     from .optim import Adam
     if g.attrs.get("type") != "Adam":
         raise ValueError(f"{path}: unknown optimizer type {g.attrs.get('type')!r}")
-    opt = Adam(model, **json.loads(g.attrs["config"]))
     try:
-        opt.load_state(_dataset(g, "m", path), _dataset(g, "v", path), int(g.attrs["t"]))
+        opt = Adam(model, **json.loads(g.attrs["config"]))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: invalid optimizer config: {e}") from None
+    shape = tuple(model.params.shape)
+    m, v = _dataset(g, "m", path, shape), _dataset(g, "v", path, shape)
+    try:
+        _check_moments("optimizer", m, v)
+        opt.load_state(m, v, _int_attr(g, "t", path))
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
     return opt
 
 
-def _read_trainer(g):
+def _read_trainer(g, path):
     state = json.loads(g.attrs["state"])
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: '/trainer' state must be a JSON object")
     state.update({k: g[k][...] for k in g.keys()})
     return state

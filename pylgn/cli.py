@@ -35,6 +35,13 @@ def main(argv=None):
         if args.command is None:
             args = parser.parse_args(["train"] + list(argv or []))
         return args.run(args) or 0
+    except MemoryError:
+        print("pylgn: error: out of memory (reduce --width, --layers or --batch-size)",
+              file=sys.stderr)
+        return 2
+    except FloatingPointError as e:
+        print(f"pylgn: error: {e}", file=sys.stderr)
+        return 1
     except (UsageError, ValueError, TypeError, OSError) as e:
         msg = str(e) if not isinstance(e, FileNotFoundError) or not e.filename else \
             f"{e.filename}: {e.strerror}"
@@ -269,6 +276,9 @@ def cmd_train(args):
     ds, cfg, trainer, out = _setup(args)
     xte = ds.encode(ds.x_test, cfg["thresholds"], cfg["crop"])
     todo, step0, sec0 = cfg["steps"] - trainer.step, trainer.step, trainer.seconds
+    if todo < 0:
+        raise UsageError(f"--steps: {cfg['steps']} is below the checkpoint's step {trainer.step}; "
+                         f"nothing was trained or written")
     if todo > 0:
         os.makedirs(out, exist_ok=True)
         meta = dict(settings=cfg, dataset=cfg["dataset"], thresholds=cfg["thresholds"],

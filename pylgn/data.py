@@ -74,9 +74,21 @@ class Dataset:
     def encode(self, x, thresholds, crop=None):
         """Raw samples (N, *shape) -> thermometer bits (N, prod(cropped shape) * thresholds)
         uint8; ``crop``: keep the centre crop x crop pixels of images first (``centre_crop``)."""
-        x = centre_crop(np.asarray(x), crop)
+        x = centre_crop(_check_raw("x", x, self.max_value), crop)
         bits = thermometer(np.asarray(x, dtype=np.float64) / self.max_value, thresholds)
         return bits.reshape(bits.shape[0], -1)
+
+
+def _check_raw(name, x, max_value):
+    """Raw samples: integers in [0, max_value] (floats would be silently mis-scaled)."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biu":
+        raise TypeError(f"{name}: expected raw integer samples in [0, {max_value}], got dtype "
+                        f"{x.dtype} (scale floats to [0, 1] and use pylgn.data.thermometer)")
+    if x.size and (int(x.min()) < 0 or int(x.max()) > max_value):
+        raise ValueError(f"{name}: values must lie in [0, {max_value}], got range "
+                         f"[{int(x.min())}, {int(x.max())}]")
+    return x
 
 
 def cropped_shape(shape, crop):
@@ -256,9 +268,15 @@ def write_dataset(path, name, x_train, y_train, x_test, y_test, class_names, max
     """Write the HDF5 dataset format (uint8 arrays, gzip) atomically."""
     import h5py
     from .checkpoint import atomic_path
+    max_value = check_int("max_value", max_value, 1, 255)
     for key, y in (("y_train", y_train), ("y_test", y_test)):
+        y = np.asarray(y)
+        if y.dtype.kind not in "iu":
+            raise TypeError(f"{key}: expected integer labels, got dtype {y.dtype}")
         if len(y) and not 0 <= np.min(y) <= np.max(y) <= 255:
             raise ValueError(f"{key}: labels must lie in [0, 255] to be stored as uint8")
+    for key, x in (("x_train", x_train), ("x_test", x_test)):
+        _check_raw(key, x, max_value)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update(format=DATASET_FORMAT, version=DATASET_VERSION, name=name,
                        shape=list(np.asarray(x_train).shape[1:]), max_value=int(max_value),
@@ -279,7 +297,13 @@ def read_dataset(path):
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f]
             if missing:
                 raise ValueError(f"{path}: missing dataset(s) {missing}")
+            from .checkpoint import check_storage
+            check_storage(f, path)
             arrays = {k: f[k][...] for k in ("x_train", "y_train", "x_test", "y_test")}
+            for k in ("y_train", "y_test"):
+                if arrays[k].dtype.kind not in "iu":
+                    raise ValueError(f"{path}: {k} must hold integer labels, got "
+                                     f"{arrays[k].dtype}")
             names = json.loads(f.attrs["class_names"])
             ds = Dataset(str(f.attrs["name"]), arrays["x_train"],
                          arrays["y_train"].astype(np.int64), arrays["x_test"],
@@ -292,6 +316,9 @@ def read_dataset(path):
 
 def _check_dataset(path, ds):
     for split in ("train", "test"):
+        if getattr(ds, f"x_{split}").dtype != np.uint8:
+            raise ValueError(f"{path}: x_{split} must be uint8 (raw values up to max_value), got "
+                             f"{getattr(ds, f'x_{split}').dtype}")
         x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
         if len(x) != len(y) or x.shape[1:] != ds.shape:
             raise ValueError(f"{path}: x_{split} {x.shape} and y_{split} {y.shape} do not match")

@@ -70,10 +70,12 @@ class LogicLayer:
         """Attach the parameter/gradient views and the wiring (arity, out_dim)."""
         self.backend = backend
         self.weights, self.grad = weights, grad
-        conn = np.ascontiguousarray(connections, dtype=np.int32)
-        if conn.shape != (self.arity, self.out_dim) or conn.min() < 0 or conn.max() >= self.in_dim:
+        conn = np.asarray(connections)                   # range-checked before the int32 cast
+        if conn.dtype.kind not in "iu" or conn.shape != (self.arity, self.out_dim) \
+                or conn.min() < 0 or conn.max() >= self.in_dim:
             raise ValueError(f"connections: expected ints in [0, {self.in_dim}) of shape "
                              f"({self.arity}, {self.out_dim})")
+        conn = np.ascontiguousarray(conn, dtype=np.int32)
         rev_ptr, rev_idx = reverse_index(conn, self.in_dim)
         self.connections = backend.asarray(conn)
         self._rev = backend.asarray(rev_ptr), backend.asarray(rev_idx)

@@ -6,6 +6,13 @@ from ._checks import check_labels
 
 def softmax_cross_entropy(logits, labels):
     """Mean loss L = mean_s [logsumexp(z_s) - z_s[y_s]] and dL/dz = (softmax(z) - onehot(y)) / batch."""
+    if not hasattr(logits, "__cuda_array_interface__"):
+        try:
+            logits = np.asarray(logits)
+        except ValueError as e:
+            raise ValueError(f"logits: expected a float array (batch, classes): {e}") from None
+        if logits.dtype == object:
+            raise TypeError("logits: expected a float array (batch, classes)")
     xp = np if isinstance(logits, np.ndarray) else __import__("cupy")
     if logits.ndim != 2 or logits.shape[0] < 1:
         raise ValueError(f"logits: expected shape (batch >= 1, classes), got {tuple(logits.shape)}")

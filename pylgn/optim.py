@@ -7,9 +7,13 @@ class Adam:
     IWP gates towards the undecided omega = 0.5). State: ``m``, ``v`` (flat, like the params), ``t``."""
 
     def __init__(self, model, lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        from .model import Sequential
+        if not isinstance(model, Sequential):
+            raise TypeError(f"model: expected a pylgn.Sequential, got {type(model).__name__}")
         self.model = model
         self.lr = check_float("lr", lr, 0.0, low_open=True)
-        if len(betas) != 2 or not all(0.0 <= check_float("betas", b) < 1.0 for b in betas):
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2 \
+                or not all(0.0 <= check_float("betas", b) < 1.0 for b in betas):
             raise ValueError(f"betas: expected two numbers in [0, 1), got {betas!r}")
         self.betas = tuple(float(b) for b in betas)
         self.eps = check_float("eps", eps, 0.0, low_open=True)

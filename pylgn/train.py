@@ -156,6 +156,9 @@ class Trainer:
             loss, logits = model.loss_and_grad(xb, yb, scale=1.0 / self.accumulate)
             loss_sum += loss
             correct += int((logits.argmax(axis=1) == yb).sum())
+        if not np.isfinite(loss_sum):
+            raise FloatingPointError(f"step {self.step + 1}: the loss is {loss_sum}; training "
+                                     f"stopped before the update (checkpoints untouched)")
         self.optimizer.step()
         self.step += 1
         return loss_sum / self.accumulate, correct, self.accumulate * self.batch_size, (xb, yb)

@@ -72,7 +72,7 @@ def train(name, flags, steps, args):
     if hist and hist["step"] and hist["step"][-1] >= steps:
         return cmd
     os.makedirs(out, exist_ok=True)
-    run = [os.path.join(os.path.dirname(sys.executable), "pylgn"), *cmd[2:]]
+    run = [os.path.join(os.path.dirname(sys.executable), "pylgn"), *cmd[1:]]
     if os.path.exists(ckpt):                      # the same flags again: the CLI checks them
         run.append(f"--resume={ckpt}")
     print(f"[{time.strftime('%H:%M:%S')}] {name}: {' '.join(cmd)}", flush=True)

@@ -5,9 +5,11 @@ compiled kernel (``run_circuit``) serves every circuit, with no per-circuit comp
 compiler at run time.
 
 Layout. Inputs are packed feature-major, ``x[i, w]`` bit ``b`` = input ``i`` of sample
-``64 w + b``. The kernel works on blocks of a few words (``block_words``: up to 32 words, 2048
-samples, while the node scratch stays under 8 MiB per thread), carries each block through the whole
-circuit while it is hot in cache, and runs the blocks in parallel. Node values live in a scratch
+``64 w + b``. The kernel works on blocks of a few words (``block_words``: up to 64 words, 4096
+samples, while the node scratch stays within the L2 plus a core's share of the L3, read from
+/sys at run time), carries each block through the whole circuit while it is hot in cache, and
+runs the blocks in parallel. The word loops run over a run-time block width and vectorize
+(AVX-512 / AVX2 as the CPU has). Node values live in a scratch
 buffer of ``n_slots`` rows; slots are reused once a node's last reader has run (linear-scan
 allocation), so the buffer holds the live frontier of the circuit rather than every node.
 
@@ -34,7 +36,7 @@ each (pixel, cut-off) is a byte compare over the block, collected into 64-bit wo
 import numpy as np
 from numba import njit
 
-MAX_WORDS = 32       # widest block: 32 x 64 = 2048 samples
+MAX_WORDS = 64       # widest block: 64 x 64 = 4096 samples
 OP_GENERIC = 16      # opcode of an arity-n gate evaluated from its truth table
 MAX_LEVELS = 34      # counter planes: enough for any group size below 2**32
 
@@ -535,9 +537,10 @@ def cache_sizes():
 
 def default_budget():
     """Scratch bytes per thread a block may use: L2 plus an equal share of L3 per core.
-    Measured (bench/RESULTS.md): on the 48K-gate MNIST net, 32-word blocks whose scratch
-    (1.8 MB) spills from the 1 MiB L2 into L3 ran faster than 8-word blocks that fit in L2:
-    the per-gate index loads and dispatch, paid once per block, cost more than L3 hits."""
+    Measured (bench/RESULTS.md, 1 thread, CPU time): on the simplified MNIST net (7,182 scratch
+    rows) predict took 178 / 139 / 122 / 133 ns per image at 16 / 32 / 64 / 128-word blocks:
+    the 16-word block, whose scratch (0.9 MB) fits the 1 MiB L2, is the slowest; the per-gate
+    index loads, dispatch and loop set-up, paid once per block, cost more than L3 hits."""
     import os
     l2, l3 = cache_sizes()
     return l2 + l3 // max(1, os.cpu_count() or 1)

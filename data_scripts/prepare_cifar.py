@@ -28,9 +28,11 @@ ARCHIVES = {  # official archive, MD5, folder inside, train members, test member
 }
 
 
-#: The only globals a CIFAR pickle may name: numpy's array reconstruction (the rest is dicts,
-#: lists, ints and bytes). Anything else (a hostile file's os.system, say) is refused.
-ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+#: The only globals a CIFAR pickle may name: numpy's array reconstruction and the str -> bytes
+#: codec of protocol-2 pickles (the rest is dicts, lists, ints and bytes). Anything else (a
+#: hostile file's os.system, say) is refused.
+ALLOWED = {("_codecs", "encode"), ("numpy", "ndarray"), ("numpy", "dtype"),
+           ("numpy.core.multiarray", "_reconstruct"),
            ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.numeric", "_frombuffer"),
            ("numpy._core.numeric", "_frombuffer")}
 

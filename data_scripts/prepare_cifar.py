@@ -32,7 +32,8 @@ ARCHIVES = {  # official archive, MD5, folder inside, train members, test member
 #: codec of protocol-2 pickles (the rest is dicts, lists, ints and bytes). Anything else (a
 #: hostile file's os.system, say) is refused.
 ALLOWED = {("_codecs", "encode"), ("numpy", "ndarray"), ("numpy", "dtype"),
-           ("numpy.core.multiarray", "_reconstruct"),
+           ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+           ("numpy._core.multiarray", "scalar"),
            ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.numeric", "_frombuffer"),
            ("numpy._core.numeric", "_frombuffer")}
 

@@ -123,10 +123,10 @@ class Circuit:
         return unpack_bits(out.words, out.n).T
 
     def evaluate_packed(self, x, out=None):
-        """Output bits as PackedBits (num_outputs, words); bits past the batch are zero.
-        ``out``: optional C-contiguous uint64 array of that shape to write into (no allocation)."""
+        """Output bits as PackedBits (num_outputs, ceil(n / 64) words); bits past the batch are
+        zero. ``out``: optional C-contiguous uint64 array of that shape to write into."""
         px = self._packed(x)
-        shape = (self.num_outputs, px.words.shape[1])
+        shape = (self.num_outputs, -(-int(px.n) // 64))
         if out is not None and (not isinstance(out, np.ndarray) or out.shape != shape
                                 or out.dtype != np.uint64 or not out.flags.c_contiguous):
             raise ValueError(f"out: expected a C-contiguous uint64 array of shape {shape}")

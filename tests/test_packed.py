@@ -194,4 +194,5 @@ def test_packedbits_declaring_more_samples_than_words_is_rejected():
     with pytest.raises(ValueError, match="x"):
         c.predict(PackedBits(px.words.astype(np.int64), 70))
     assert c.scores(PackedBits(px.words, 3)).shape == (3, 2)  # fewer samples than words: fine
+    assert c.evaluate_packed(PackedBits(px.words, 3)).words.shape == (8, 1)
 

@@ -163,14 +163,15 @@ class LogicGateClassifier(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     layers : int, logic layers (default 4).
-    width : int, gates per layer before rounding (see the module doc; default 1000).
+    width : int, gates per layer before rounding (see the module doc; default 2000).
     arity : int, inputs per gate, 1..6 (default 2).
     param : "iwp" (input-wise, 2**arity parameters per gate) or "op" (16 gate logits, arity 2).
     connections : "random" or "unique" wiring (``pylgn.LogicLayer``).
     thresholds : int, the most thermometer bits per column (``QuantileThermometer``; default 8).
     missing : "error" (NaN is a ValueError) or "low" (NaN encodes as all bits 0).
-    tau : float, GroupSum temperature: logits = (ones per class group) / tau; None (default)
-        picks sqrt(group size) ... see ``tau_``.
+    tau : float, GroupSum temperature: logits = (ones per class group) / tau; None (default):
+        sqrt(gates per class group), so a class ahead by one standard deviation of a random
+        group's count gets a logit about 1/2 higher (the value used is ``tau_``).
     lr : float, peak Adam learning rate, decayed to 0 over ``steps`` by a cosine.
     steps : int, optimizer steps per ``fit``.
     batch_size : int, samples per step (at most the number of training samples).
@@ -189,7 +190,7 @@ class LogicGateClassifier(ClassifierMixin, BaseEstimator):
     used), loss_curve_ (mean training loss per logged window of steps).
     """
 
-    def __init__(self, layers=4, width=1000, arity=2, param="iwp", connections="random",
+    def __init__(self, layers=4, width=2000, arity=2, param="iwp", connections="random",
                  thresholds=8, missing="error", tau=None, lr=0.02, steps=1000, batch_size=64,
                  device="cpu", random_state=None, warm_start=False, verbose=False):
         self.layers = layers

@@ -82,7 +82,8 @@ def table(results):
     others = {k: v for k, v in means.items() if k != "LogicGateClassifier"}
     best_model = max(others, key=others.get)
     verdict = (f"LGN mean {100 * lgn:.2f} %; best other model on average: {best_model} "
-               f"{100 * others[best_model]:.2f} % ({100 * (lgn - others[best_model]):+.2f} points); "
+               f"{100 * others[best_model]:.2f} % "
+               f"({100 * (lgn - others[best_model]):+.2f} points); "
                f"mean of the per-dataset best of the other three: {100 * best_each:.2f} % "
                f"({100 * (lgn - best_each):+.2f} points). Goal (within 1 point of the best): "
                f"{'met' if lgn >= others[best_model] - 0.01 else 'NOT met'} against the best "
@@ -113,8 +114,8 @@ def main():
     text, verdict = table(results)
     cmd = f"NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS} python " + " ".join(sys.argv)
     import sklearn
-    section = (f"\n## scikit-learn tables: LogicGateClassifier vs LogisticRegression, RandomForest, "
-               f"MLP\n\n`{cmd}` ({datetime.date.today()}, {machine()}, numba threads "
+    section = (f"\n## scikit-learn tables: LogicGateClassifier vs LogisticRegression, "
+               f"RandomForest, MLP\n\n`{cmd}` ({datetime.date.today()}, {machine()}, numba threads "
                f"{numba.config.NUMBA_NUM_THREADS}, scikit-learn {sklearn.__version__}; total "
                f"{time.perf_counter() - t0:.0f} s; load average {load0:.1f} at the start, "
                f"{os.getloadavg()[0]:.1f} at the end). {args.folds}-fold cross-validated test "

@@ -7,9 +7,9 @@
     circuit.predict(X_test)              # == clf.predict(X_test)
 
 Encoding. ``QuantileThermometer`` learns, per column j, the quantiles of the training values at
-the thermometer levels (i+1)/(n+1), i = 0..n-1 (``pylgn.data.quantile_thresholds``), keeps the distinct ones
-below the column's maximum (a threshold at the maximum would give a bit that is 0 on every
-training sample), and emits one bit per kept threshold t:
+the thermometer levels (i+1)/(n+1), i = 0..n-1 (``pylgn.data.quantile_thresholds``), keeps the
+distinct ones below the column's maximum (a threshold at the maximum would give a bit that is 0
+on every training sample), and emits one bit per kept threshold t:
 
     bit(x) = [x_j > t]
 
@@ -131,7 +131,8 @@ class ThresholdCircuit:
         return self.circuit.num_gates
 
     def encode(self, X):
-        """Raw samples (n, n_features) -> input bits (n, circuit.in_dim) uint8."""
+        """Raw samples (n, n_features) -> input bits (n, circuit.in_dim) uint8 (a NaN reads as
+        below every threshold, all its bits 0, as with ``missing="low"``)."""
         X = check_array(X, dtype=np.float64, ensure_all_finite="allow-nan", input_name="X")
         if X.shape[1] != self.n_features:
             raise ValueError(f"X: expected {self.n_features} features, got {X.shape[1]}")
@@ -213,8 +214,8 @@ class LogicGateClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y):
         """Fit the encoding (unless warm-starting) and train the network on (X, y)."""
+        cfg = self._settings()                 # every hyper-parameter, before any state is set
         warm = bool(self.warm_start) and hasattr(self, "model_")
-        check_choice("missing", self.missing, MISSING)
         X, y = validate_data(self, X, y, reset=not warm, dtype=np.float64,
                              ensure_all_finite="allow-nan" if self.missing == "low" else True)
         check_classification_targets(y)
@@ -222,9 +223,9 @@ class LogicGateClassifier(ClassifierMixin, BaseEstimator):
         seeds = check_random_state(self.random_state).randint(0, 2 ** 31 - 1, size=2)
         if not warm:
             self.encoder_ = QuantileThermometer(self.thresholds, self.missing).fit(X)
-            self.model_, self.optimizer_ = self._build(self.encoder_.thresholds_.size,
+            self.model_, self.optimizer_ = self._build(cfg, self.encoder_.thresholds_.size,
                                                        len(self.classes_), int(seeds[0]))
-        self._train(self.encoder_.transform(X), y, int(seeds[1]))
+        self._train(cfg, self.encoder_.transform(X), y, int(seeds[1]))
         self.circuit_ = self.model_.to_circuit()
         self.circuit_.plan()                  # built now, so predict leaves the estimator as is
         return self
@@ -240,29 +241,45 @@ class LogicGateClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = enc.classes_
         return enc.transform(y).astype(np.int64)
 
-    def _build(self, n_in, k, seed):
-        """(Sequential, Adam): ``layers`` LogicLayers of the fitted width and GroupSum(k, tau_)."""
-        from . import Adam, GroupSum, LogicLayer, Sequential
-        n = check_int("layers", self.layers, 1)
-        arity = check_int("arity", self.arity, 1, 6)
-        width = -(-max(check_int("width", self.width, 1), -(-n_in // arity)) // k) * k
-        self.tau_ = (float(np.sqrt(width / k)) if self.tau is None
-                     else check_float("tau", self.tau, 0.0, low_open=True))
-        kw = dict(arity=arity, param=self.param, connections=self.connections)
-        dims = [n_in] + [width] * n
-        layers = [LogicLayer(a, b, **kw) for a, b in zip(dims, dims[1:])]
-        model = Sequential(layers + [GroupSum(k, self.tau_)], seed=seed, device=self.device)
-        return model, Adam(model, lr=check_float("lr", self.lr, 0.0, low_open=True))
+    def _settings(self):
+        """The hyper-parameters, checked (ValueError/TypeError naming the one at fault)."""
+        from .backend import DEVICES
+        from .layers import PARAMS
+        from .wiring import CONNECTIONS
+        return dict(
+            layers=check_int("layers", self.layers, 1), width=check_int("width", self.width, 1),
+            arity=check_int("arity", self.arity, 1, 6), param=check_choice("param", self.param,
+                                                                           PARAMS),
+            connections=check_choice("connections", self.connections, CONNECTIONS),
+            thresholds=check_int("thresholds", self.thresholds, 1, 255),
+            missing=check_choice("missing", self.missing, MISSING),
+            tau=None if self.tau is None else check_float("tau", self.tau, 0.0, low_open=True),
+            lr=check_float("lr", self.lr, 0.0, low_open=True),
+            steps=check_int("steps", self.steps, 1),
+            batch_size=check_int("batch_size", self.batch_size, 1),
+            device=check_choice("device", self.device, DEVICES))
 
-    def _train(self, bits, y, seed):
+    def _build(self, cfg, n_in, k, seed):
+        """(Sequential, Adam): ``layers`` LogicLayers of width = ``width`` raised to read all
+        n_in inputs (width * arity >= n_in) and rounded up to a multiple of k; GroupSum(k, tau_)."""
+        from . import Adam, GroupSum, LogicLayer, Sequential
+        width = -(-max(cfg["width"], -(-n_in // cfg["arity"])) // k) * k
+        self.tau_ = float(np.sqrt(width / k)) if cfg["tau"] is None else cfg["tau"]
+        kw = dict(arity=cfg["arity"], param=cfg["param"], connections=cfg["connections"])
+        dims = [n_in] + [width] * cfg["layers"]
+        layers = [LogicLayer(a, b, **kw) for a, b in zip(dims, dims[1:])]
+        model = Sequential(layers + [GroupSum(k, self.tau_)], seed=seed, device=cfg["device"])
+        return model, Adam(model, lr=cfg["lr"])
+
+    def _train(self, cfg, bits, y, seed):
+        """``steps`` Adam steps on batches of min(batch_size, samples), lr cosine-decayed to 0."""
         from functools import partial
         from .optim import scheduled_lr
         from .train import Trainer
-        steps = check_int("steps", self.steps, 1)
-        lr = check_float("lr", self.lr, 0.0, low_open=True)
-        batch = min(check_int("batch_size", self.batch_size, 1), len(y))
-        trainer = Trainer(self.model_, self.optimizer_, batch_size=batch, seed=seed,
-                          lr_schedule=partial(scheduled_lr, lr, total=steps, kind="cosine"))
+        steps = cfg["steps"]
+        trainer = Trainer(self.model_, self.optimizer_, batch_size=min(cfg["batch_size"], len(y)),
+                          seed=seed, lr_schedule=partial(scheduled_lr, cfg["lr"], total=steps,
+                                                         kind="cosine"))
         history = trainer.fit(bits, y, steps, eval_every=max(1, steps // 20),
                               progress=bool(self.verbose))
         self.loss_curve_ = list(history["train_loss"])
@@ -279,7 +296,7 @@ class LogicGateClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(self._scores(X), axis=1)]
 
     def predict_proba(self, X):
-        """softmax(group counts / tau_) of the discretized network, (n, classes) in classes_ order."""
+        """softmax(group counts / tau_) of the discretized network: (n, classes), classes_ order."""
         return softmax(self._scores(X) / self.tau_, axis=1)
 
     def predict_log_proba(self, X):

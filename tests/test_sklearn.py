@@ -202,7 +202,8 @@ def test_pickle_round_trip_keeps_predictions_and_warm_start(fitted, iris):
     (dict(lr=0.0), ValueError, "lr"), (dict(steps=0), ValueError, "steps"),
     (dict(batch_size=0), ValueError, "batch_size"), (dict(thresholds=0), ValueError, "thresholds"),
     (dict(missing="drop"), ValueError, "missing"), (dict(param="xyz"), ValueError, "param"),
-    (dict(connections="all"), ValueError, "connections"), (dict(device="tpu"), ValueError, "device"),
+    (dict(connections="all"), ValueError, "connections"),
+    (dict(device="tpu"), ValueError, "device"),
 ])
 def test_bad_hyperparameters_name_the_argument(iris, params, error, name):
     with pytest.raises(error, match=f"^{name}: "):
@@ -235,7 +236,8 @@ def test_feature_names_in_from_a_dataframe(iris):
 def test_import_pylgn_does_not_import_sklearn():
     import subprocess
     import sys
-    code = "import sys, pylgn; assert 'sklearn' not in sys.modules and 'pylgn.sklearn' not in sys.modules"
+    code = ("import sys, pylgn; "
+            "assert 'sklearn' not in sys.modules and 'pylgn.sklearn' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -306,3 +308,13 @@ def test_cli_trains_and_evaluates_a_csv_table(iris_csv, tmp_path, capsys):
     assert main(["train", "--dataset", str(iris_csv), "--target", "species", "--width", "200",
                  "--out", str(out), "--no-progress"]) == 2
     assert "--width: must be a multiple of the 3 classes" in capsys.readouterr().err
+
+
+def test_a_failed_fit_leaves_the_estimator_unfitted(iris):
+    from sklearn.exceptions import NotFittedError
+    clf = LogicGateClassifier(**{**TINY, "steps": -1})
+    with pytest.raises(ValueError, match="^steps: "):
+        clf.fit(*iris)
+    assert not hasattr(clf, "n_features_in_") and not hasattr(clf, "classes_")
+    with pytest.raises(NotFittedError):
+        clf.predict(iris[0])

@@ -15,7 +15,7 @@ DEFAULT_DATASET = "digits"
 
 LIMITS = dict(thresholds=(1, 255), layers=(1, 10 ** 4), width=(1, 10 ** 9), arity=(1, 6),
               tau=(1e-6, 1e9), lr=(1e-12, 1e3), batch_size=(1, 10 ** 7), accumulate=(1, 10 ** 6),
-              seed=(0, 2 ** 32 - 1), warmup=(0, 10 ** 9), steps=(1, 10 ** 10))
+              seed=(0, 2 ** 32 - 1), warmup=(0, 10 ** 9), steps=(1, 10 ** 10), gumbel=(0.0, 1e3))
 
 
 class UsageError(Exception):
@@ -93,6 +93,9 @@ def _build_parser():
     t.add_argument("--init", choices=INITS, help="initialization (default residual)")
     t.add_argument("--estimator", choices=ESTIMATORS, help="IWP estimator (default sin)")
     t.add_argument("--tau", type=float, help="GroupSum temperature")
+    t.add_argument("--gumbel", type=float, metavar="T",
+                   help="train on Gumbel-sampled 0/1 tables at temperature T with a "
+                        "straight-through gradient (pylgn.gumbel); 0 = off (default)")
     t.add_argument("--lr", type=float, help="Adam learning rate (the peak, with a schedule)")
     t.add_argument("--lr-schedule", choices=SCHEDULES,
                    help="constant, or cosine decay to 0 at --steps (pylgn.optim.scheduled_lr)")
@@ -209,7 +212,8 @@ def build_layers(cfg, shape, classes):
     import numpy as np
     from . import GroupSum, LogicLayer
     from ._checks import check_int
-    kw = dict(arity=cfg["arity"], param=cfg["param"], estimator=cfg["estimator"], init=cfg["init"])
+    kw = dict(arity=cfg["arity"], param=cfg["param"], estimator=cfg["estimator"], init=cfg["init"],
+              gumbel=cfg.get("gumbel") or None)
     if cfg["arch"] != "dense":
         from .conv import ARCHS, build_arch
         if cfg["arch"] not in ARCHS:

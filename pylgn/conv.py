@@ -116,14 +116,14 @@ class LogicConv2d:
     channel m mod tree_channels (so every first-level gate mixes the channels when
     tree_channels = arity) and its cell is drawn without replacement within that channel while
     cells last. ``tree_channels`` is capped at the channels of a group.
-    ``param``, ``estimator``, ``init``, ``sigma``, ``shift``, ``init_target``: as for LogicLayer,
-    applied to every tree gate; ``grad_factor`` scales the gradient w.r.t. the layer input.
+    ``param``, ``estimator``, ``init``, ``sigma``, ``shift``, ``init_target``, ``gumbel``: as
+    for LogicLayer, applied to every tree gate; ``grad_factor`` scales the gradient w.r.t. the layer input.
     """
 
     def __init__(self, in_channels, out_channels, in_size, receptive_field=3, tree_depth=3,
                  stride=1, padding=1, arity=2, param="iwp", estimator="sin", init="residual",
                  tree_channels=2, channel_groups=None, grad_factor=1.0, sigma=None, shift=None,
-                 init_target="a"):
+                 init_target="a", gumbel=None):
         self.in_channels = check_int("in_channels", in_channels, 1)
         self.out_channels = check_int("out_channels", out_channels, 1)
         self.in_size = _size2("in_size", in_size)
@@ -147,7 +147,7 @@ class LogicConv2d:
         cols = in_channels * receptive_field ** 2
         widths = [out_channels * arity ** (tree_depth - l) for l in range(tree_depth + 1)]
         kw = dict(arity=arity, param=param, estimator=estimator, init=init, sigma=sigma,
-                  shift=shift, init_target=init_target)
+                  shift=shift, init_target=init_target, gumbel=gumbel)
         self.levels = [LogicLayer(cols if l == 0 else widths[l], widths[l + 1],
                                   grad_factor=grad_factor if l == 0 else 1.0, **kw)
                        for l in range(tree_depth)]
@@ -189,7 +189,8 @@ class LogicConv2d:
                     stride=self.stride, padding=self.padding, arity=self.arity, param=lv.param,
                     estimator=lv.estimator, init=lv.init, tree_channels=self.tree_channels,
                     channel_groups=self.channel_groups, grad_factor=self.grad_factor,
-                    sigma=lv.sigma, shift=lv.shift, init_target=lv.init_target)
+                    sigma=lv.sigma, shift=lv.shift, init_target=lv.init_target,
+                    gumbel=lv.gumbel)
 
     # wiring ----------------------------------------------------------------------------------
 

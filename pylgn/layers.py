@@ -5,7 +5,7 @@ flat parameter buffers); ``weights`` and ``grad`` are views into those buffers.
 """
 import numpy as np
 
-from . import gates
+from . import gates, gumbel
 from ._checks import check_choice, check_float, check_int
 from .estimators import ESTIMATORS, rho, rho_grad
 from .init import INITS, init_iwp, init_op, target_table
@@ -24,7 +24,8 @@ class LogicLayer:
     """
 
     def __init__(self, in_dim, out_dim, arity=2, param="iwp", estimator="sin", init="residual",
-                 connections="random", grad_factor=1.0, sigma=None, shift=None, init_target="a"):
+                 connections="random", grad_factor=1.0, sigma=None, shift=None, init_target="a",
+                 gumbel=None):
         self.in_dim = check_int("in_dim", in_dim, 1)
         self.out_dim = check_int("out_dim", out_dim, 1)
         self.arity = check_int("arity", arity, 1, 6)
@@ -39,6 +40,9 @@ class LogicLayer:
         self.shift = None if shift is None else check_float("shift", shift)
         target_table(init_target, arity)                      # validates init_target
         self.init_target = init_target
+        self.gumbel = None if not gumbel else check_float("gumbel", gumbel, 0.0, low_open=True)
+        self.noise_key = None        # (seed, layer, step, micro) during a Gumbel training step
+        self._sampled = None
         self.connections = self.weights = self.grad = None
         self.backend = None
         self._saved = None
@@ -56,7 +60,8 @@ class LogicLayer:
         return dict(type="LogicLayer", in_dim=self.in_dim, out_dim=self.out_dim, arity=self.arity,
                     param=self.param, estimator=self.estimator, init=self.init,
                     connections=self.connections_kind, grad_factor=self.grad_factor,
-                    sigma=self.sigma, shift=self.shift, init_target=self.init_target)
+                    sigma=self.sigma, shift=self.shift, init_target=self.init_target,
+                    gumbel=self.gumbel)
 
     def initial_weights(self, rng):
         """Fresh parameters (out_dim, params per gate) float64 from ``rng``."""
@@ -90,31 +95,49 @@ class LogicLayer:
     # relaxed table and its Jacobian, side by side ------------------------------------------
 
     def table(self):
-        """Relaxed truth table omega (out_dim, 2**arity)."""
+        """Relaxed truth table omega (out_dim, 2**arity); with ``gumbel`` and a ``noise_key``
+        (set by Sequential.set_noise for a training step) the 0/1 sampled table (pylgn.gumbel)."""
         xp, w = self.backend.xp, self.weights
+        key = self.noise_key if self.gumbel else None
+        self._sampled = None
         if self.param == "op":
+            logits = w if key is None else gumbel.op_noisy_logits(w, key, self.gumbel, xp)
             self._softmax = xp.empty_like(w)
             omega = xp.empty((self.out_dim, 4), dtype=w.dtype)
-            self.backend.kernels.op_table(w, self._op_tables, self._softmax, omega)
+            self.backend.kernels.op_table(logits, self._op_tables, self._softmax, omega)
+            if key is None:
+                return omega
+            self._sampled = True
+            return self._op_tables[xp.argmax(logits, axis=1)]
+        omega = rho(self.estimator, w, xp)
+        if key is None:
             return omega
-        return rho(self.estimator, w, xp)
+        hard, soft = gumbel.iwp_sample(omega, key, self.gumbel, xp)
+        self._sampled = (omega, soft)
+        return hard
 
     def table_backward(self, dtable):
         """dL/dW from dL/domega at the weights of the last table() call.
-        IWP: dtable * rho'(W). OP: p * (dp - <p, dp>), dp = dtable @ T^T, p = softmax(W)."""
+        IWP: dtable * rho'(W). OP: p * (dp - <p, dp>), dp = dtable @ T^T, p = softmax(W).
+        After a Gumbel sample: the straight-through gradients of pylgn.gumbel."""
         xp, w = self.backend.xp, self.weights
         if self.param == "op":
             dw = xp.empty_like(w)
             self.backend.kernels.op_table_backward(self._softmax, self._op_tables, dtable, dw)
-            return dw
-        return dtable * rho_grad(self.estimator, w, rho(self.estimator, w, xp), xp)
+            return dw / self.gumbel if self._sampled else dw
+        omega = rho(self.estimator, w, xp)
+        drho = rho_grad(self.estimator, w, omega, xp)
+        if self._sampled is None:
+            return dtable * drho
+        omega, soft = self._sampled
+        return gumbel.iwp_backward(dtable, omega, soft, drho, self.gumbel, xp)
 
     def discrete_table(self):
         """0/1 truth table (out_dim, 2**arity) as uint8: argmax gate (OP) or [omega >= 0.5] (IWP)."""
         xp = self.backend.xp
         if self.param == "op":
             return self._op_tables[xp.argmax(self.weights, axis=1)].astype(xp.uint8)
-        return (self.table() >= 0.5).astype(xp.uint8)
+        return (rho(self.estimator, self.weights, xp) >= 0.5).astype(xp.uint8)
 
     # forward and backward ------------------------------------------------------------------
 

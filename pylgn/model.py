@@ -111,6 +111,17 @@ class Sequential:
         self.training = False
         return self
 
+    def set_noise(self, step, micro=0):
+        """Key the Gumbel noise of the gates built with ``gumbel`` to a training step:
+        (seed, 64 * layer index + tree level, step, micro-batch); ``step`` None turns the noise
+        off (evaluation)."""
+        for i, layer in enumerate(self.layers):
+            for j, gates in enumerate(getattr(layer, "levels", [layer])):
+                if getattr(gates, "gumbel", None):
+                    gates.noise_key = (None if step is None else
+                                       (self.seed, 64 * i + j, int(step), int(micro)))
+        return self
+
     def zero_grad(self):
         self.grads[...] = 0
 

@@ -58,10 +58,20 @@ class Trainer:
 
     Everything a bit-identical resume needs (RNG state, current permutation and position, step,
     history) is in ``state()``; pass it to ``pylgn.save(..., trainer_state=...)`` and back through
-    ``load_state``."""
+    ``load_state``.
+
+    Data parallel: with ``comm`` (a ``pylgn.distributed`` communicator of ``size`` ranks, one
+    Trainer per rank) every rank draws the same permutations, takes its contiguous shard of each
+    global micro-batch of ``batch_size`` (``comm.shard``), scales its loss gradient by shard /
+    (batch_size * accumulate) and the gradients are all-reduced (summed) once per step, so each
+    rank applies the single-process update of the global batch; the data order depends on the
+    step, not on the number of ranks, and resumes may change it. Rank 0's parameters, moments and
+    seed are broadcast at construction; losses and evaluation counts are reduced, rank 0 alone
+    writes files and shows progress, and checkpoints first check that the ranks' parameters hash
+    the same."""
 
     def __init__(self, model, optimizer, batch_size=100, accumulate=1, seed=0,
-                 eval_batch_size=1000, lr_schedule=None):
+                 eval_batch_size=1000, lr_schedule=None, comm=None):
         if optimizer.model is not model:
             raise ValueError("optimizer: belongs to a different model")
         self.model, self.optimizer = model, optimizer
@@ -77,6 +87,15 @@ class Trainer:
         self.permutation = None
         self.best = None
         self.history = {k: [] for k in HISTORY_KEYS}
+        self.comm = _check_comm(comm)
+        if self.comm.size > 1:
+            if self.batch_size < self.comm.size:
+                raise ValueError(f"batch_size: {self.batch_size} is below the {self.comm.size} "
+                                 f"ranks (each rank needs a sample of every micro-batch)")
+            self.seed = self.comm.broadcast_int(self.seed)
+            self.rng = np.random.default_rng(self.seed)
+            for buf in (model.params, optimizer.m, optimizer.v):
+                self.comm.broadcast(buf)
 
     # state --------------------------------------------------------------------------------------
 
@@ -101,6 +120,8 @@ class Trainer:
             raise ValueError(f"trainer_state: incomplete or invalid ({e!r})") from None
         perm = state.get("permutation")
         self.permutation = None if perm is None else np.asarray(perm, dtype=np.int64)
+        if self.comm.size > 1:
+            self.comm.check_identical(to_json(self.state()).encode(), "trainer_state")
         return self
 
     # data ---------------------------------------------------------------------------------------
@@ -118,6 +139,26 @@ class Trainer:
         idx = self.permutation[self.position:self.position + self.batch_size]
         self.position += self.batch_size
         return idx
+
+    def _local_batch(self, x, y, idx, transform):
+        """This rank's (xb, yb) of the global micro-batch ``idx``. ``transform`` sees the whole
+        global batch on every rank, so its draws from the shared RNG (and the RNG state after
+        them) are those of a single process."""
+        if self.comm.size == 1:
+            xb, yb = x[idx], y[idx]
+            return (xb if transform is None else transform(xb, self.rng)), yb
+        part = self.comm.shard(len(idx))
+        if transform is None:
+            return x[idx[part]], y[idx[part]]
+        return transform(x[idx], self.rng)[part], y[idx[part]]
+
+    def _all_reduce(self, loss_sum, correct):
+        """Sum the gradients and the (loss, correct) of every rank's shards, in place."""
+        if self.comm.size == 1:
+            return loss_sum, correct
+        self.comm.allreduce_sum(self.model.grads)
+        totals = self.comm.allreduce_sum(np.array([loss_sum, correct], dtype=np.float64))
+        return float(totals[0]), int(round(totals[1]))
 
     def _check_data(self, x, y, transform, eval_data):
         n = len(x) if hasattr(x, "__len__") else 0
@@ -148,14 +189,18 @@ class Trainer:
         if self.lr_schedule is not None:
             self.optimizer.lr = float(self.lr_schedule(self.step))
         loss_sum, correct = 0.0, 0
-        for _ in range(self.accumulate):
-            idx = self._next_indices(len(x))
-            xb, yb = x[idx], y[idx]
-            if transform is not None:
-                xb = transform(xb, self.rng)
-            loss, logits = model.loss_and_grad(xb, yb, scale=1.0 / self.accumulate)
-            loss_sum += loss
-            correct += int((logits.argmax(axis=1) == yb).sum())
+        try:
+            for micro in range(self.accumulate):
+                idx = self._next_indices(len(x))
+                xb, yb = self._local_batch(x, y, idx, transform)
+                model.set_noise(self.step, micro)          # Gumbel layers: keyed by the step
+                share = len(yb) / self.batch_size          # this rank's part of the batch mean
+                loss, logits = model.loss_and_grad(xb, yb, scale=share / self.accumulate)
+                loss_sum += loss * share
+                correct += int((logits.argmax(axis=1) == yb).sum())
+        finally:
+            model.set_noise(None)
+        loss_sum, correct = self._all_reduce(loss_sum, correct)
         if not np.isfinite(loss_sum):
             raise FloatingPointError(f"step {self.step + 1}: the loss is {loss_sum}; training "
                                      f"stopped before the update (checkpoints untouched)")
@@ -164,7 +209,17 @@ class Trainer:
         return loss_sum / self.accumulate, correct, self.accumulate * self.batch_size, (xb, yb)
 
     def evaluate(self, x, y):
-        return evaluate(self.model, x, y, self.eval_batch_size)
+        """``evaluate`` of the model; with several ranks each scores its shard of (x, y) and
+        the correct counts are summed (the same fractions as one process)."""
+        if self.comm.size == 1:
+            return evaluate(self.model, x, y, self.eval_batch_size)
+        part = self.comm.shard(len(x))
+        n = part.stop - part.start
+        s = evaluate(self.model, x[part], y[part], self.eval_batch_size) if n else \
+            dict(relaxed=0.0, discrete=0.0)
+        counts = np.array([round(s["relaxed"] * n), round(s["discrete"] * n)], dtype=np.float64)
+        relaxed, discrete = (self.comm.allreduce_sum(counts) / len(x)).tolist()
+        return dict(relaxed=relaxed, discrete=discrete, gap=relaxed - discrete)
 
     # the loop -----------------------------------------------------------------------------------
 
@@ -193,7 +248,7 @@ class Trainer:
         self._meta = dict(meta or {})
         self._paths = dict(checkpoint=checkpoint_path, best=best_path, history=history_path)
         end, window = self.step + steps, [0.0, 0, 0, 0]       # loss sum, correct, samples, steps
-        bar = _progress_bar(steps, progress)
+        bar = _progress_bar(steps, progress and self.comm.rank == 0)
         t0, base = time.perf_counter(), self.seconds
         try:
             while self.step < end:
@@ -235,7 +290,7 @@ class Trainer:
                     self.save(self._paths["best"])
         if not bar.disable:
             bar.write(line, file=sys.stderr)
-        if self._paths["history"]:
+        if self._paths["history"] and self.comm.rank == 0:
             self.write_history(self._paths["history"])
 
     def _diagnostics(self, collect, xb, yb):
@@ -246,16 +301,45 @@ class Trainer:
         self.history.setdefault("diagnostics", []).append(dict(step=self.step, **result))
 
     def save(self, path):
-        """Checkpoint the model, optimizer and trainer state (atomic)."""
+        """Checkpoint the model, optimizer and trainer state (atomic). With several ranks:
+        collective; the ranks' parameter hashes are compared first (DistributedError when they
+        differ, nothing written), rank 0 writes, and every rank returns once the file is in place
+        (or raises when rank 0 could not write it)."""
         from .checkpoint import save
-        save(path, self.model, self.optimizer, step=self.step, trainer_state=self.state(),
-             **getattr(self, "_meta", {}))
+        comm, error = self.comm, None
+        if comm.size > 1:
+            comm.check_identical(self.model.params, f"parameters at step {self.step}")
+        if comm.rank == 0:
+            try:
+                save(path, self.model, self.optimizer, step=self.step, trainer_state=self.state(),
+                     **getattr(self, "_meta", {}))
+            except Exception as e:                  # the other ranks learn of it below
+                error = e
+        if comm.size > 1 and comm.broadcast_int(error is not None) and error is None:
+            from .distributed import DistributedError
+            raise DistributedError(f"{path}: rank 0 could not write the checkpoint (its error "
+                                   f"is on its stderr)")
+        if error is not None:
+            raise error
 
     def write_history(self, path):
         """The history as JSON, written atomically."""
         text = to_json(self.history)
         with atomic_path(path) as tmp, open(tmp, "w") as f:
             f.write(text)
+
+
+def _check_comm(comm):
+    """The trainer's communicator: a single-process one when ``comm`` is None."""
+    if comm is None:
+        from .distributed import Communicator
+        return Communicator()
+    needed = ("rank", "size", "shard", "allreduce_sum", "broadcast", "broadcast_int",
+              "check_identical")
+    if not all(hasattr(comm, a) for a in needed):
+        raise TypeError(f"comm: expected a pylgn.distributed communicator, got "
+                        f"{type(comm).__name__}")
+    return comm
 
 
 def _progress_bar(total, enabled):

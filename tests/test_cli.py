@@ -127,7 +127,7 @@ def test_export_simplified_circuit_is_exact(run_dir, tmp_path):
     (["train", "--thresholds", "0"], r"--thresholds: expected a value in \[1, 255\]"),
     (["train", "--param", "xyz"], "--param: invalid choice"),
     (["train", "--steps", "0"], "--steps"),
-    (["train", "--width", "205"], "GroupSum k=10 must divide the width 205"),
+    (["train", "--width", "205"], "--width: must be a multiple of the 10 classes .*--width 210"),
     (["eval", "/nonexistent/c.h5"], "/nonexistent/c.h5: no such checkpoint file"),
     (["info"], "the following arguments are required: checkpoint"),
     (["train", "--arch", "resnet"], "--arch: expected dense or one of"),

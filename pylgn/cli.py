@@ -115,6 +115,13 @@ def _build_parser():
     t.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint")
     t.add_argument("--keep-best", action="store_true",
                    help="also keep DIR/best.h5, the checkpoint of the best discretized test accuracy")
+    t.add_argument("--distributed", choices=("auto", "off", "mpi", "nccl"), default="auto",
+                   help="data-parallel training over the ranks of `mpirun -n N pylgn train ...` "
+                        "(pylgn.distributed): auto = mpi when an MPI launcher started several "
+                        "ranks (nccl with --device cuda), else off (default auto)")
+    t.add_argument("--comm-timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="with several ranks: end the job when a rank waits this long for the "
+                        "others (one stuck or gone; default 600)")
     _common(t, threads=True)
     t.set_defaults(run=cmd_train)
 
@@ -244,8 +251,9 @@ def _image_transform(ds, cfg):
     return transform
 
 
-def _setup(args):
-    """(dataset, settings, trainer, out folder) for a fresh or resumed run."""
+def _setup(args, comm=None):
+    """(dataset, settings, trainer, out folder) for a fresh or resumed run; ``comm``: the
+    communicator of a data-parallel run."""
     from functools import partial
     from .checkpoint import load
     from .data import cropped_shape
@@ -265,7 +273,7 @@ def _setup(args):
     schedule = partial(scheduled_lr, cfg["lr"], total=cfg["steps"], kind=cfg["lr_schedule"],
                        warmup=cfg["warmup"])
     trainer = Trainer(model, opt, batch_size=cfg["batch_size"], accumulate=cfg["accumulate"],
-                      seed=cfg["seed"], lr_schedule=schedule)
+                      seed=cfg["seed"], lr_schedule=schedule, comm=comm)
     if ckpt is not None:
         trainer.load_state(ckpt.trainer_state)
     out = args.out or (os.path.dirname(args.resume) if args.resume else
@@ -273,11 +281,53 @@ def _setup(args):
     return ds, cfg, trainer, out
 
 
+def _communicator(args):
+    """The communicator --distributed asks for: auto = MPI (NCCL with --device cuda) when an
+    MPI launcher started several ranks (pylgn.distributed.launched_size reads its environment
+    variables), else one process."""
+    from .distributed import get_communicator, launched_size
+    kind = args.distributed
+    if kind == "auto":
+        kind = "off" if launched_size() == 1 else ("nccl" if args.device == "cuda" else "mpi")
+    if kind == "nccl" and args.device != "cuda":
+        raise UsageError("--distributed nccl: needs --device cuda")
+    if not args.comm_timeout > 0:
+        raise UsageError(f"--comm-timeout: expected seconds > 0, got {args.comm_timeout}")
+    if kind == "off":
+        return get_communicator("single")
+    return get_communicator(kind, timeout=args.comm_timeout)
+
+
+def _abort(comm, error):
+    """Report ``error`` with the rank, then end every rank (MPI_Abort), so that no rank waits
+    forever in a collective for this one; exit status 2 for user mistakes, else 1."""
+    import traceback
+    from .distributed import DistributedError
+    usage = isinstance(error, (UsageError, ValueError, TypeError, OSError))
+    if not usage and not isinstance(error, (FloatingPointError, MemoryError, KeyboardInterrupt,
+                                            DistributedError)):
+        traceback.print_exc()
+    print(f"pylgn: error on rank {comm.rank} of {comm.size}: {type(error).__name__}: {error}",
+          file=sys.stderr, flush=True)
+    time.sleep(0.5)                  # lets the launcher forward the message before it kills all
+    comm.abort(2 if usage else 1)
+
+
 def cmd_train(args):
     _set_threads(args.threads)
+    comm = _communicator(args)
+    if comm.size == 1:
+        return _train(args, comm)
+    try:
+        return _train(args, comm)
+    except BaseException as e:       # one rank's error ends all (the checkpoint on disk stays)
+        _abort(comm, e)
+
+
+def _train(args, comm):
     if (args.steps is not None and args.steps < 1) or args.eval_every < 1:
         raise UsageError("--steps and --eval-every: expected ints >= 1")
-    ds, cfg, trainer, out = _setup(args)
+    ds, cfg, trainer, out = _setup(args, comm)
     xte = ds.encode(ds.x_test, cfg["thresholds"], cfg["crop"])
     todo, step0, sec0 = cfg["steps"] - trainer.step, trainer.step, trainer.seconds
     if todo < 0:
@@ -312,7 +362,8 @@ def cmd_train(args):
                f"  test accuracy: discretized {scores['discrete']:.4f}, relaxed "
                f"{scores['relaxed']:.4f} (gap {result['discretization_gap']:+.4f})",
                f"  checkpoint: {result['checkpoint']}"]
-    _emit(args, summary, result)
+    if comm.rank == 0:
+        _emit(args, summary, result)
 
 
 # eval, info, export ----------------------------------------------------------------------------

@@ -92,6 +92,7 @@ class Trainer:
             if self.batch_size < self.comm.size:
                 raise ValueError(f"batch_size: {self.batch_size} is below the {self.comm.size} "
                                  f"ranks (each rank needs a sample of every micro-batch)")
+            self.comm.check_identical(_structure(model), "model (layers and wiring)")
             self.seed = self.comm.broadcast_int(self.seed)
             self.rng = np.random.default_rng(self.seed)
             for buf in (model.params, optimizer.m, optimizer.v):
@@ -327,6 +328,17 @@ class Trainer:
         text = to_json(self.history)
         with atomic_path(path) as tmp, open(tmp, "w") as f:
             f.write(text)
+
+
+def _structure(model):
+    """Bytes of the model's layer configs and wiring: what the ranks must share (the
+    parameters are broadcast, the wiring is not)."""
+    from .checkpoint import WIRING
+    parts = [to_json(model.config()).encode()]
+    for layer in model.layers:
+        parts += [model.backend.to_host(getattr(layer, name)).tobytes() for name in WIRING
+                  if getattr(layer, name, None) is not None]
+    return b"".join(parts)
 
 
 def _check_comm(comm):

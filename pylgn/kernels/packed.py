@@ -541,14 +541,16 @@ def cache_sizes():
 
 
 def default_budget():
-    """Scratch bytes per thread a block may use: L2 plus an equal share of L3 per core.
-    Measured (bench/RESULTS.md, 1 thread, CPU time): on the simplified MNIST net (7,182 scratch
-    rows) predict took 178 / 139 / 122 / 133 ns per image at 16 / 32 / 64 / 128-word blocks:
-    the 16-word block, whose scratch (0.9 MB) fits the 1 MiB L2, is the slowest; the per-gate
-    index loads, dispatch and loop set-up, paid once per block, cost more than L3 hits."""
+    """Scratch bytes per thread a block may use: L2 plus half of a core's share of the L3 (the
+    other half left to the input and output streams). Measured (1 thread, CPU time, predict):
+    on the simplified MNIST net (7,182 scratch rows) 178 / 139 / 122 / 133 ns per image at
+    16 / 32 / 64 / 128-word blocks, so the 16-word block whose scratch (0.9 MB) fits the 1 MiB
+    L2 is the slowest (the per-gate index loads, dispatch and loop set-up, paid once per block,
+    cost more than L3 hits); on the random 784 -> 4 x 16,000 net (18,377 rows) 32 words (4.5 MB)
+    beat 64 (9 MB)."""
     import os
     l2, l3 = cache_sizes()
-    return l2 + l3 // max(1, os.cpu_count() or 1)
+    return l2 + l3 // (2 * max(1, os.cpu_count() or 1))
 
 
 def block_words(n_slots, n_words, n_threads, budget=None):

@@ -118,8 +118,8 @@ class CompiledC:
         with open(meta) as f:
             self.gcc_s = json.load(f)["gcc_s"]
         self.dll = ctypes.CDLL(lib)
-        for fn in (self.dll.pylgn_scores, self.dll.pylgn_circuit):
-            fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+        for fn in ("pylgn_scores", "pylgn_circuit") if circuit.k else ("pylgn_circuit",):
+            getattr(self.dll, fn).argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
         self.c = circuit
         self.pools = {}
 

@@ -61,3 +61,20 @@ def check_labels(name, labels, batch, num_classes, xp=np):
         raise ValueError(f"{name}: values must lie in [0, {num_classes}), got range "
                          f"[{int(xp.min(labels))}, {int(xp.max(labels))}]")
     return labels
+
+
+def check_rows(name, a, rows, cols=None, dtype=None):
+    """An activation block handed to a layer's kernels: a C-contiguous 2-D float32/float64
+    array (of ``dtype`` when given) with ``rows`` rows (and ``cols`` columns when given)."""
+    if getattr(a, "dtype", None) is None or getattr(a, "shape", None) is None:
+        raise TypeError(f"{name}: expected a float32/float64 array, got {type(a).__name__}")
+    if a.dtype.kind != "f" or a.dtype.itemsize not in (4, 8) or (dtype is not None
+                                                                 and a.dtype != dtype):
+        raise TypeError(f"{name}: expected dtype {dtype or 'float32/float64'}, got {a.dtype}")
+    if a.ndim != 2 or a.shape[0] != rows or a.shape[1] < 1 or (cols is not None
+                                                               and a.shape[1] != cols):
+        raise ValueError(f"{name}: expected shape ({rows}, {cols or 'batch >= 1'}), got "
+                         f"{tuple(a.shape)}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name}: expected a C-contiguous array")
+    return a

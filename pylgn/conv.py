@@ -26,7 +26,7 @@ gradient goes to the first arg-max; discretized: the OR of the 0/1 inputs, which
 import numpy as np
 
 from . import gates
-from ._checks import check_int
+from ._checks import check_int, check_rows
 from .layers import GroupSum, LogicLayer
 
 ARITY_TREE_MAX = 6
@@ -264,7 +264,7 @@ class LogicConv2d:
 
     def forward(self, x, train=True):
         """(C*H*W, batch) -> (O*Ho*Wo, batch): im2col gather, then the tree levels."""
-        B = x.shape[1]
+        B = check_rows("x", x, self.in_dim).shape[1]
         h = self.gather.forward(x).reshape(-1, self.positions * B)
         for level in self.levels:
             h = level.forward(h, train)
@@ -272,7 +272,7 @@ class LogicConv2d:
 
     def backward(self, dy, need_dx=True):
         """Accumulates every level's parameter gradient; returns dL/dx (C*H*W, batch)."""
-        B = dy.shape[1]
+        B = check_rows("dy", dy, self.out_dim).shape[1]
         d = dy.reshape(self.out_channels, self.positions * B)
         for i in range(self.tree_depth - 1, -1, -1):
             d = self.levels[i].backward(d, need_dx=need_dx or i > 0)
@@ -395,6 +395,7 @@ class OrPool2d:
     def forward(self, x, train=True):
         """(C*H*W, batch) -> (C*Ho*Wo, batch): window max; keeps the arg-max for backward."""
         xp = self.backend.xp
+        check_rows("x", x, self.in_dim)
         self._ensure()
         windows = self.gather.forward(x)                          # (out, k*k, batch)
         y = xp.ascontiguousarray(windows[:, 0])
@@ -414,6 +415,7 @@ class OrPool2d:
         if not need_dx:
             return None
         xp = self.backend.xp
+        check_rows("dy", dy, self.out_dim, self._saved.shape[1])
         hit = self._saved[:, None, :] == xp.arange(self.kernel ** 2, dtype=xp.uint8)[None, :, None]
         return self.gather.backward(hit * dy[:, None, :])
 

@@ -6,7 +6,7 @@ flat parameter buffers); ``weights`` and ``grad`` are views into those buffers.
 import numpy as np
 
 from . import gates, gumbel
-from ._checks import check_choice, check_float, check_int
+from ._checks import check_choice, check_float, check_int, check_rows
 from .estimators import ESTIMATORS, rho, rho_grad
 from .init import INITS, init_iwp, init_op, target_table
 from .wiring import CONNECTIONS, make_connections, reverse_index
@@ -144,6 +144,7 @@ class LogicLayer:
     def forward(self, x, train=True):
         """(in_dim, batch) -> (out_dim, batch); relaxed when ``train``, discretized otherwise."""
         xp, k = self.backend.xp, self.backend.kernels
+        check_rows("x", x, self.in_dim)
         y = xp.empty((self.out_dim, x.shape[1]), dtype=x.dtype)
         if train:
             table = self.step_state(x.dtype)
@@ -161,6 +162,7 @@ class LogicLayer:
             raise RuntimeError("backward: call forward in train mode first")
         xp, k = self.backend.xp, self.backend.kernels
         x, table = self._saved
+        check_rows("dy", dy, self.out_dim, x.shape[1], x.dtype)
         dtable = xp.empty(table.shape, dtype=x.dtype)
         k.gate_backward_table(x, self.connections, dy, dtable)
         self.grad += self.table_backward(dtable)
@@ -219,12 +221,14 @@ class GroupSum:
 
     def forward(self, x, train=True):
         """(in_dim, batch) -> (k, batch): logits[c] = (sum of rows c*m .. c*m+m-1) / tau."""
+        check_rows("x", x, self.in_dim)
         out = self.backend.xp.empty((self.k, x.shape[1]), dtype=x.dtype)
         self.backend.kernels.group_sum(x, self.tau, out)
         return out
 
     def backward(self, dlogits, need_dx=True):
         """dx[c*m + j] = dlogits[c] / tau."""
+        check_rows("dlogits", dlogits, self.k)
         dx = self.backend.xp.empty((self.in_dim, dlogits.shape[1]), dtype=dlogits.dtype)
         self.backend.kernels.group_sum_backward(dlogits, self.tau, dx)
         return dx

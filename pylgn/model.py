@@ -1,4 +1,6 @@
 """Sequential: chains layers, owns the seed, the device and the flat parameter buffers."""
+import weakref
+
 import numpy as np
 
 from . import tiling
@@ -28,6 +30,7 @@ class Sequential:
             raise TypeError(f"dtype: expected float32 or float64, got {self.dtype}")
         self.layers = layers
         _check_chain(layers)
+        _claim(layers, self)
         self.backend = get_backend(device)
         self.training = True
         self._build(np.random.default_rng(self.seed))
@@ -190,6 +193,22 @@ class Sequential:
 def _array_module(a, backend):
     """numpy for host arrays (and anything without a shape), else the backend's module."""
     return np if isinstance(a, np.ndarray) or not hasattr(a, "shape") else backend.xp
+
+
+def _claim(layers, model):
+    """Each layer object belongs to one model, once: a repeated layer would share one saved
+    state between two places, and rebinding a layer would silently detach the first model."""
+    seen = set()
+    for i, layer in enumerate(layers):
+        owner = getattr(layer, "_owner", None)
+        owner = owner() if owner is not None else None
+        if id(layer) in seen or (owner is not None and any(l is layer for l in owner.layers)):
+            raise ValueError(f"layers[{i}]: this {type(layer).__name__} object is already used "
+                             f"{'in this model' if id(layer) in seen else 'by another model'}; "
+                             f"create a new layer")
+        seen.add(id(layer))
+    for layer in layers:
+        layer._owner = weakref.ref(model)
 
 
 def _check_chain(layers):

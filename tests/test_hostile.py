@@ -237,3 +237,34 @@ def test_cifar_unpickler_refuses_code(tmp_path):
     with tarfile.open(tar_path, "r:gz") as tar:
         with pytest.raises(ValueError, match="refusing to load posix.system|refusing to load"):
             mod._unpickle(tar, "x/evil")
+
+
+def test_layer_objects_are_not_shared():
+    layer = pylgn.LogicLayer(8, 8)
+    with pytest.raises(ValueError, match=r"layers\[1\].*already used in this model"):
+        pylgn.Sequential([layer, layer, pylgn.GroupSum(2)])
+    first = pylgn.Sequential([layer, pylgn.GroupSum(2)], seed=0)
+    with pytest.raises(ValueError, match="by another model"):
+        pylgn.Sequential([layer, pylgn.GroupSum(2)])
+    del first                                   # once its model is gone, a layer may be reused
+    import gc
+    gc.collect()
+    assert pylgn.Sequential([layer, pylgn.GroupSum(2)]).layers[0] is layer
+
+
+def test_layer_entry_points_check_their_arrays():
+    model = pylgn.Sequential([pylgn.LogicLayer(4096, 4096), pylgn.GroupSum(2)], seed=0)
+    layer, head = model.layers
+    with pytest.raises(ValueError, match=r"x: expected shape \(4096, batch >= 1\)"):
+        layer.forward(np.ones((2, 8), np.float32))
+    with pytest.raises(TypeError, match="x: expected dtype"):
+        layer.forward(np.ones((4096, 8), np.int64))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        layer.forward(np.ones((8, 4096), np.float32).T)
+    layer.forward(np.ones((4096, 8), np.float32))
+    with pytest.raises(ValueError, match=r"dy: expected shape \(4096, 8\)"):
+        layer.backward(np.ones((4096, 3), np.float32))
+    with pytest.raises(TypeError, match="dy: expected dtype float32"):
+        layer.backward(np.ones((4096, 8), np.float64))
+    with pytest.raises(ValueError, match="dlogits"):
+        head.backward(np.ones((3, 8), np.float32))

@@ -57,7 +57,7 @@ def runs(group, seeds):
                                                8000)
         return out
     if group == "conv":
-        return {"cdlgn-mnist": (["--arch=cdlgn-mnist", "--lr=0.02"], 10000)}
+        return {"cdlgn-mnist": (["--arch=cdlgn-mnist", "--lr=0.02"], 4000)}
     raise ValueError(group)
 
 

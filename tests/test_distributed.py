@@ -207,7 +207,7 @@ def test_resume_with_another_rank_count(tmp_path):
 @pytest.mark.parametrize("fault, wait, expect", [
     ("raise:1:3", 60, "error on rank 1 of 2: RuntimeError: injected fault at step 3"),
     ("exit:1:3", 60, ""),                                # the process dies: the launcher ends all
-    ("hang:1:3", 5, "rank 0 of 2 waited 5 s for the other ranks"),
+    ("hang:1:3", 8, "rank 0 of 2 waited 8 s for the other ranks"),
     ("drift:1:3", 60, "parameters at step 4: ranks [1] differ from rank 0"),
 ])
 def test_a_failing_rank_ends_the_job_and_the_checkpoint_stays(tmp_path, fault, wait, expect):

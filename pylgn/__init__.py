@@ -7,7 +7,8 @@ from .model import Sequential
 from .optim import Adam
 from .checkpoint import load, save
 from .train import Trainer
+from .thresholds import LearnableThermometer
 
 __version__ = "0.1.0"
 
-__all__ = ["Adam", "Circuit", "Trainer", "load", "save", "GroupSum", "LogicConv2d", "LogicLayer", "OrPool2d", "Sequential", "softmax_cross_entropy"]
+__all__ = ["Adam", "Circuit", "Trainer", "load", "save", "GroupSum", "LearnableThermometer", "LogicConv2d", "LogicLayer", "OrPool2d", "Sequential", "softmax_cross_entropy"]

@@ -225,7 +225,7 @@ def load(path, device=None):
             raise ValueError(f"{path}: corrupt pylgn checkpoint: {e}") from None
 
 
-LAYER_TYPES = ("LogicLayer", "GroupSum", "LogicConv2d", "OrPool2d")
+LAYER_TYPES = ("LogicLayer", "GroupSum", "LogicConv2d", "OrPool2d", "LearnableThermometer")
 
 
 def _read(f, path, device):

@@ -326,18 +326,23 @@ def _code_to_table(code, n):
 
 def from_model(model):
     """Circuit of a Sequential: each LogicLayer's connections and discrete_table(), the GroupSum's
-    k and tau. A layer type with a ``circuit_layers()`` method contributes its own (conn, tables)."""
+    k and tau. A layer type with a ``circuit_layers()`` method contributes its own (conn, tables).
+    A leading input encoder (``model.encoder``) is left out: the circuit reads its bits."""
     from .layers import GroupSum
     to_host = model.backend.to_host
     layers, k, tau = [], None, 1.0
+    encoder = model.encoder                    # its bits are the circuit's inputs
     for layer in model.layers:
+        if layer is encoder:
+            continue
         if isinstance(layer, GroupSum):
             k, tau = layer.k, layer.tau
         elif hasattr(layer, "circuit_layers"):
             layers.extend(layer.circuit_layers())
         else:
             layers.append((to_host(layer.connections), to_host(layer.discrete_table())))
-    return Circuit(model.in_dim, layers, k=k, tau=tau)
+    in_dim = encoder.out_dim if encoder is not None else model.in_dim
+    return Circuit(in_dim, layers, k=k, tau=tau)
 
 
 # -- bit packing ------------------------------------------------------------------------------

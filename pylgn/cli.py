@@ -103,6 +103,9 @@ def _build_parser():
     t.add_argument("--batch-size", type=int, help="samples per micro-batch (default 100)")
     t.add_argument("--accumulate", type=int, help="micro-batches per step (default 1)")
     t.add_argument("--seed", type=int, help="model and data-order seed (default 0)")
+    t.add_argument("--learn-thresholds", action="store_true", default=None,
+                   help="learn the thermometer thresholds (one vector per image channel) with "
+                        "the network (pylgn.thresholds.LearnableThermometer)")
     t.add_argument("--augment", action="store_true", default=None,
                    help="random resized crop (+ horizontal flip for CIFAR) on training images")
     t.add_argument("--steps", type=int,
@@ -228,15 +231,28 @@ def build_layers(cfg, shape, classes):
         if len(shape) != 3:
             raise UsageError(f"--arch {cfg['arch']}: needs images (C, H, W), the dataset has "
                              f"samples of shape {shape}")
-        return build_arch(cfg["arch"], in_channels=shape[0] * cfg["thresholds"], classes=classes,
-                          in_size=shape[1:], tau=cfg["tau"], **kw)
+        return _encoder(cfg, shape) + build_arch(
+            cfg["arch"], in_channels=shape[0] * cfg["thresholds"], classes=classes,
+            in_size=shape[1:], tau=cfg["tau"], **kw)
     n = check_int("--layers", cfg["layers"], 1)
     if cfg["width"] % classes:
         raise UsageError(f"--width: must be a multiple of the {classes} classes (GroupSum), got "
                          f"{cfg['width']}; e.g. --width {-(-cfg['width'] // classes) * classes}")
     in_dim = int(np.prod(shape)) * cfg["thresholds"]
     layers = [LogicLayer(in_dim if i == 0 else cfg["width"], cfg["width"], **kw) for i in range(n)]
-    return layers + [GroupSum(classes, cfg["tau"])]
+    return _encoder(cfg, shape) + layers + [GroupSum(classes, cfg["tau"])]
+
+
+def _encoder(cfg, shape):
+    """[LearnableThermometer] with --learn-thresholds: one threshold vector per channel (image
+    channels, or every value of a flat sample), else []."""
+    if not cfg.get("learn_thresholds"):
+        return []
+    import numpy as np
+    from .thresholds import LearnableThermometer
+    channels = shape[0]
+    return [LearnableThermometer(channels, cfg["thresholds"],
+                                 positions=int(np.prod(shape)) // channels)]
 
 
 def _image_transform(ds, cfg):
@@ -244,11 +260,19 @@ def _image_transform(ds, cfg):
     flip = ds.name.startswith("cifar")
 
     def transform(xb, rng):
-        """Raw images -> (augmented) thermometer bits of the centre crop."""
+        """Raw images -> (augmented) model inputs of the centre crop."""
         if cfg["augment"]:
             xb = augment_images(xb, rng, flip=flip)
-        return ds.encode(xb, cfg["thresholds"], cfg["crop"])
+        return _inputs(ds, xb, cfg)
     return transform
+
+
+def _inputs(ds, x, cfg):
+    """Model inputs: thermometer bits, or with --learn-thresholds the values scaled to [0, 1]
+    (the model's LearnableThermometer encodes them)."""
+    if cfg.get("learn_thresholds"):
+        return ds.scale(x, cfg["crop"])
+    return ds.encode(x, cfg["thresholds"], cfg["crop"])
 
 
 def _setup(args, comm=None):
@@ -328,7 +352,7 @@ def _train(args, comm):
     if (args.steps is not None and args.steps < 1) or args.eval_every < 1:
         raise UsageError("--steps and --eval-every: expected ints >= 1")
     ds, cfg, trainer, out = _setup(args, comm)
-    xte = ds.encode(ds.x_test, cfg["thresholds"], cfg["crop"])
+    xte = _inputs(ds, ds.x_test, cfg)
     todo, step0, sec0 = cfg["steps"] - trainer.step, trainer.step, trainer.seconds
     if todo < 0:
         raise UsageError(f"--steps: {cfg['steps']} is below the checkpoint's step {trainer.step}; "
@@ -381,14 +405,20 @@ def cmd_eval(args):
                       ckpt.meta.get("settings", {}).get("target"))
     crop = ckpt.meta.get("crop") or None
     values = ds.encoded_dim(1, crop)
+    learned = ckpt.model.encoder is not None             # the model encodes scaled values itself
     thresholds = ckpt.meta.get("thresholds") or max(1, ckpt.model.in_dim // values)
-    if ds.encoded_dim(thresholds, crop) != ckpt.model.in_dim:
+    if learned:
+        if values != ckpt.model.in_dim:
+            raise UsageError(f"--dataset: {name} gives {values} values per sample, the model "
+                             f"takes {ckpt.model.in_dim}")
+    elif ds.encoded_dim(thresholds, crop) != ckpt.model.in_dim:
         raise UsageError(f"--dataset: {name} with {thresholds} thresholds"
                          f"{f' and a {crop} x {crop} crop' if crop else ''} gives "
                          f"{ds.encoded_dim(thresholds, crop)} inputs, the model takes "
                          f"{ckpt.model.in_dim}")
     t0 = time.perf_counter()
-    s = evaluate(ckpt.model, ds.encode(ds.x_test, thresholds, crop), ds.y_test)
+    x = ds.scale(ds.x_test, crop) if learned else ds.encode(ds.x_test, thresholds, crop)
+    s = evaluate(ckpt.model, x, ds.y_test)
     result = dict(test_accuracy_discrete=s["discrete"], test_accuracy_relaxed=s["relaxed"],
                   discretization_gap=s["gap"], steps=ckpt.step,
                   seconds=round(time.perf_counter() - t0, 3), dataset=name)

@@ -78,6 +78,12 @@ class Dataset:
         bits = thermometer(np.asarray(x, dtype=np.float64) / self.max_value, thresholds)
         return bits.reshape(bits.shape[0], -1)
 
+    def scale(self, x, crop=None):
+        """Raw samples -> values / max_value (N, prod(cropped shape)) float32 in [0, 1], channel-
+        major: the input of a model that learns its thresholds (LearnableThermometer)."""
+        x = centre_crop(_check_raw("x", x, self.max_value), crop)
+        return (x.reshape(len(x), -1) / np.float32(self.max_value)).astype(np.float32)
+
 
 def _check_raw(name, x, max_value):
     """Raw samples: integers in [0, max_value] (floats would be silently mis-scaled)."""

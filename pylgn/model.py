@@ -73,7 +73,8 @@ class Sequential:
                 if layer.n_params:
                     n, shape = layer.n_params, layer.weights.shape
                     layer.bind(backend, self.params[off:off + n].reshape(shape),
-                               self.grads[off:off + n].reshape(shape), old.to_host(layer.connections))
+                               self.grads[off:off + n].reshape(shape),
+                               None if layer.connections is None else old.to_host(layer.connections))
                     off += n
             self.backend, self._batch, self._tiled = backend, None, None
         if optimizer is not None:
@@ -88,6 +89,13 @@ class Sequential:
     def out_dim(self):
         last = self.layers[-1]
         return last.k if isinstance(last, GroupSum) else last.out_dim
+
+    @property
+    def encoder(self):
+        """The first layer when it encodes raw values into bits (LearnableThermometer), else
+        None: the circuit (``to_circuit``) reads ``encoder.encode(x)``."""
+        first = self.layers[0]
+        return first if hasattr(first, "encode") else None
 
     @property
     def logic_layers(self):

@@ -25,12 +25,14 @@ def accuracy(model, x, y, batch_size=1000):
 
 def circuit_accuracy(model, x, y, batch_size=65536):
     """Discretized accuracy through the bit-packed circuit: the model's eval() forward reads its
-    inputs as bits [x >= 0.5], so ``model.to_circuit().predict(x >= 0.5)`` is the same
-    prediction (ties to the lowest class in both), at a fraction of the float path's cost."""
-    circuit = model.to_circuit()
+    inputs as bits [x >= 0.5] (or the bits of its input encoder, ``model.encoder``), so
+    ``model.to_circuit().predict(x >= 0.5)`` is the same prediction (ties to the lowest class
+    in both), at a fraction of the float path's cost."""
+    circuit, encoder = model.to_circuit(), model.encoder
     correct = 0
     for i in range(0, len(x), batch_size):
-        pred = circuit.predict(np.asarray(x[i:i + batch_size]) >= 0.5)
+        xb = np.asarray(x[i:i + batch_size])
+        pred = circuit.predict(encoder.encode(xb) if encoder is not None else xb >= 0.5)
         correct += int((pred == np.asarray(y[i:i + batch_size])).sum())
     return correct / len(x)
 

@@ -106,8 +106,10 @@ def _build_parser():
     t.add_argument("--learn-thresholds", action="store_true", default=None,
                    help="learn the thermometer thresholds (one vector per image channel) with "
                         "the network (pylgn.thresholds.LearnableThermometer)")
-    t.add_argument("--augment", action="store_true", default=None,
-                   help="random resized crop (+ horizontal flip for CIFAR) on training images")
+    t.add_argument("--augment", nargs="?", const="crop", choices=("none", "crop", "shift"),
+                   help="training-image augmentation: crop (the default with a bare --augment) = "
+                        "random resized crop (+ horizontal flip for CIFAR), shift = random "
+                        "translation by up to 2 pixels, none")
     t.add_argument("--steps", type=int,
                    help="optimizer steps (the recipe's by default; 3000 on digits); with --resume, "
                         "the total to reach (a cosine schedule decays to 0 there)")
@@ -196,6 +198,7 @@ def _resolve(args, ckpt):
     for key, default in defaults.items():
         cfg[key] = _pick(key, getattr(args, key), saved, default)
     cfg["crop"] = cfg["crop"] or None                                # --crop 0: no crop
+    cfg["augment"] = False if cfg["augment"] in ("none", None) else cfg["augment"]
     cropped_shape(ds.shape, cfg["crop"])                             # validates --crop
     for key, (low, high) in LIMITS.items():
         if not low <= cfg[key] <= high:
@@ -256,12 +259,14 @@ def _encoder(cfg, shape):
 
 
 def _image_transform(ds, cfg):
-    from .data import augment as augment_images
+    from .data import augment as augment_images, random_shift
     flip = ds.name.startswith("cifar")
 
     def transform(xb, rng):
         """Raw images -> (augmented) model inputs of the centre crop."""
-        if cfg["augment"]:
+        if cfg["augment"] == "shift":
+            xb = random_shift(xb, rng)
+        elif cfg["augment"]:                       # "crop" (True in older checkpoints)
             xb = augment_images(xb, rng, flip=flip)
         return _inputs(ds, xb, cfg)
     return transform

@@ -421,6 +421,24 @@ def augment(x, rng, crop=True, flip=True, scale=(0.5, 1.0), ratio=(0.8, 1.2)):
     return out
 
 
+def random_shift(x, rng, max_shift=2):
+    """Each image translated by (dy, dx), both uniform integers in [-max_shift, max_shift],
+    the uncovered border filled with 0: out[b, c, i, j] = x[b, c, i - dy_b, j - dx_b].
+
+    ``x``: (batch, C, H, W) images (any dtype, returned alike); ``rng``: a numpy Generator."""
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"x: augmentation expects images (batch, C, H, W), got shape {x.shape}")
+    m = check_int("max_shift", max_shift, 0)
+    b, _, h, w = x.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (m, m), (m, m)))
+    dy, dx = rng.integers(-m, m + 1, size=b), rng.integers(-m, m + 1, size=b)
+    rows = (m - dy)[:, None] + np.arange(h)[None]                      # (b, h)
+    cols = (m - dx)[:, None] + np.arange(w)[None]                      # (b, w)
+    return padded[np.arange(b)[:, None, None, None], np.arange(x.shape[1])[None, :, None, None],
+                  rows[:, None, :, None], cols[:, None, None, :]]
+
+
 def _random_resized_crop(x, rng, scale, ratio):
     b, _, h, w = x.shape
     area = rng.uniform(*scale, size=b) * h * w

@@ -220,3 +220,22 @@ def test_prepare_cifar_offline(tmp_path, which):
     np.testing.assert_array_equal(ds.x_train[:, 1, 2, 5], train[:, 1024 + 2 * 32 + 5])  # G plane
     np.testing.assert_array_equal(ds.y_test, batches[spec["test"]][1])
     assert ds.class_names[3] == "class3"
+
+
+def test_random_shift_translates_with_zero_fill():
+    from pylgn.data import random_shift
+    x = np.random.default_rng(0).integers(1, 256, (6, 2, 7, 9)).astype(np.uint8)
+    out = random_shift(x, np.random.default_rng(4), max_shift=2)
+    rng = np.random.default_rng(4)
+    dy, dx = rng.integers(-2, 3, size=6), rng.integers(-2, 3, size=6)
+    for b in range(6):
+        want = np.zeros_like(x[b])
+        for i in range(7):
+            for j in range(9):
+                if 0 <= i - dy[b] < 7 and 0 <= j - dx[b] < 9:
+                    want[:, i, j] = x[b, :, i - dy[b], j - dx[b]]
+        np.testing.assert_array_equal(out[b], want)
+    assert out.dtype == x.dtype
+    np.testing.assert_array_equal(random_shift(x, np.random.default_rng(1), 0), x)
+    with pytest.raises(ValueError, match="batch, C, H, W"):
+        random_shift(x[0], np.random.default_rng(0))

@@ -339,8 +339,6 @@ def main(argv=None):
                  digits_acc=digits_acc, steps=args.steps, labels_ok=bool(len(labels)))
     text = markdown(results, extra, env)
     print(text)
-    with open(os.path.join(HERE, "inference.json"), "w") as f:
-        json.dump(dict(results=results, extra=extra, env=env), f, indent=1, default=str)
     if args.write:
         _replace_section(os.path.join(HERE, "RESULTS.md"), text)
 
@@ -357,7 +355,8 @@ def markdown(results, extra, env):
              f"interference); wall-clock numbers are given beside them. pylgn and C run the "
              f"same circuit on the same inputs, alternating within each of {env['rounds']} "
              f"rounds; medians, speed-up = median of per-round ratios.\n",
-             "| circuit | gates | threads, clock | gates, XOR-reduced output: pylgn G gate-samples/s | "
+             "| circuit | gates | threads, clock | "
+             "gates, XOR-reduced output: pylgn G gate-samples/s | "
              "C | pylgn / C | gates, all outputs written: pylgn G gate-samples/s | C | pylgn / C | "
              "pylgn predict img/s | C predict img/s | pylgn / C | "
              "pylgn from uint8, fused img/s | unfused (encode + pack + predict) img/s |",

@@ -434,7 +434,8 @@ class Thermometer:
         x = x.reshape(x.shape[0], D)
         if x.dtype == np.uint8:
             if self.max_value < 255 and x.max() > self.max_value:
-                raise ValueError(f"x: values must lie in [0, {self.max_value:g}], got max {x.max()}")
+                raise ValueError(f"x: values must lie in [0, {self.max_value:g}], "
+                                 f"got max {x.max()}")
             return np.ascontiguousarray(x)
         v = np.asarray(x, dtype=np.float64) / self.max_value
         if not (np.isfinite(v).all() and v.min() >= 0.0 and v.max() <= 1.0):

@@ -316,7 +316,8 @@ def test_raw_bad_inputs_name_the_argument():
     ok = np.zeros((3, 1, 8, 8), np.uint8)
     assert c.predict_raw(ok, enc).shape == (3,)
     for bad, err in ((np.zeros((3, 1, 8, 7), np.uint8), ValueError),
-                     (np.zeros((0, 64), np.uint8), ValueError), (np.zeros(64, np.uint8), ValueError),
+                     (np.zeros((0, 64), np.uint8), ValueError),
+                     (np.zeros(64, np.uint8), ValueError),
                      (np.full((3, 64), 17, np.uint8), ValueError),
                      (np.full((3, 64), -1.0), ValueError), (np.full((3, 64), np.nan), ValueError),
                      (np.full((3, 64), 16.5), ValueError), (np.zeros((3, 64), object), TypeError),

@@ -1,0 +1,128 @@
+"""pylgn.fpga: the LUT Verilog simulated with Icarus, Yosys synthesis (LUT counts, depth) and its
+"""pylgn.fpga: the LUT Verilog simulated with Icarus, Yosys synthesis (LUT counts, depth) and its
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pylgn import fpga
+from pylgn.circuit import Circuit
+from test_export import circuits
+from test_packed import random_layers
+
+needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None or shutil.which("vvp") is None,
+                                  reason="Icarus Verilog not installed (apt-get install iverilog): "
+                                         "FPGA Verilog not simulated")
+needs_yosys = pytest.mark.skipif(shutil.which("yosys") is None,
+                                 reason="Yosys not installed (apt-get install yosys): synthesis "
+                                        "not run")
+
+
+def bits(c, n, seed):
+    return np.random.default_rng(seed).integers(0, 2, size=(n, c.in_dim)).astype(bool)
+
+
+def check_against_circuit(c, out, x):
+    if c.k is None:
+        assert np.array_equal(out["y"], c.evaluate(x))
+    else:
+        assert np.array_equal(out["scores"], c.scores(x))
+        assert np.array_equal(out["cls"], c.predict(x))
+
+
+def lut6_circuit(k=None):
+    """Two layers of random six-input gates (k=None: the outputs are the gates' bits)."""
+    rng = np.random.default_rng(3)
+    return Circuit(24, random_layers(rng, 24, [30, 20], [6, 6]), k=k)
+
+
+@needs_icarus
+@pytest.mark.parametrize("index", [0, 2])
+@pytest.mark.parametrize("pipeline", [None, 1, 4])
+def test_lut_verilog_matches_predict(tmp_path, index, pipeline):
+    c = circuits()[index]
+    x = bits(c, 70, index)
+    (tmp_path / "d.v").write_text(fpga.to_lut_verilog(c, pipeline))
+    latency = fpga.pipeline_latency(c, pipeline)
+    assert latency == (0 if pipeline is None else -(-c.depth // pipeline))
+    check_against_circuit(c, fpga.simulate([tmp_path / "d.v"], c, x, latency), x)
+
+
+@needs_icarus
+def test_lut_verilog_without_k_outputs_the_bits(tmp_path):
+    c = lut6_circuit()
+    x = bits(c, 40, 1)
+    (tmp_path / "d.v").write_text(fpga.to_lut_verilog(c, 1))
+    check_against_circuit(c, fpga.simulate([tmp_path / "d.v"], c, x, 2), x)
+
+
+def test_lut_verilog_writes_truth_tables():
+    c = Circuit(6, [(np.arange(6)[:, None], np.eye(64, dtype=np.uint8)[5:6])])   # row 5 only
+    text = fpga.to_lut_verilog(c)
+    # INIT bit r = row r: row 5 = inputs 000101 (first input the high bit)
+    assert "wire g0 = 64'h0000000000000020 >> {x[0], x[1], x[2], x[3], x[4], x[5]};" in text
+    assert "clk" not in text and "Latency: 0" in text
+    piped = fpga.to_lut_verilog(c, pipeline_every=1)
+    assert "input  wire clk" in piped and "Latency: 1 clock cycles" in piped
+
+
+@needs_yosys
+@needs_icarus
+@pytest.mark.parametrize("pipeline", [None, 2])
+def test_synthesized_netlist_matches_predict(tmp_path, pipeline):
+    c = circuits()[0]
+    rep = fpga.synthesize(c, lut=6, target="generic", pipeline=pipeline, workdir=tmp_path)
+    assert rep["luts"] == sum(rep["luts_by_size"].values()) > 0
+    assert set(rep["luts_by_size"]) <= set(range(1, 7))
+    assert rep["gates_trained"] == c.num_gates and rep["gates"] == c.simplify().num_gates
+    assert (rep["ffs"] > 0) == (pipeline is not None)
+    assert 1 <= rep["logic_levels"] <= rep["luts"]
+    x = bits(c, 60, 5)
+    out = fpga.simulate([rep["netlist"]] + fpga.simulation_models("generic"), c, x,
+                        rep["latency_cycles"])
+    check_against_circuit(c, out, x)
+
+
+@needs_yosys
+@pytest.mark.parametrize("target", ["generic", "xilinx"])
+def test_six_input_gates_map_one_to_one_onto_lut6(target):
+    c = lut6_circuit()
+    rep = fpga.synthesize(c, lut=6, target=target)
+    assert rep["luts_by_size"] == rep["gates_by_arity"]
+    assert rep["luts"] == rep["gates"] and rep["logic_levels"] == rep["depth"] == 2
+    lut4 = fpga.synthesize(c, lut=4, target="generic")
+    assert lut4["luts"] > rep["luts"] and max(lut4["luts_by_size"]) <= 4
+
+
+def test_netlist_report_counts_luts_and_cuts_paths_at_registers():
+    def lut(a, y):
+        return dict(type="$lut", parameters=dict(WIDTH="10"),
+                    port_directions=dict(A="input", Y="output"), connections=dict(A=a, Y=[y]))
+    ff = dict(type="$_DFF_P_", port_directions=dict(C="input", D="input", Q="output"),
+              connections=dict(C=[2], D=[12], Q=[13]))
+    cells = dict(l1=lut([3, 4], 10), l2=lut([10, 4], 11), l3=lut([11, "0"], 12), r=ff,
+                 l4=lut([13, 3], 14))
+    rep = fpga.netlist_report(dict(cells=cells))
+    assert rep["luts"] == 4 and rep["luts_by_size"] == {2: 4} and rep["ffs"] == 1
+    assert rep["logic_levels"] == 3 and rep["cells"] == {"$_DFF_P_": 1, "$lut": 4}
+
+
+def test_bad_arguments_name_them():
+    c = circuits()[0]
+    with pytest.raises(ValueError, match="lut"):
+        fpga.synthesize(c, lut=5)
+    with pytest.raises(ValueError, match="target"):
+        fpga.synthesize(c, target="altera")
+    with pytest.raises(ValueError, match="pipeline_every"):
+        fpga.to_lut_verilog(c, pipeline_every=0)
+    with pytest.raises(TypeError, match="circuit"):
+        fpga.to_lut_verilog("c")
+    with pytest.raises(ValueError, match="x"):
+        fpga.simulate([], c, np.zeros((3, c.in_dim + 1), bool))
+
+
+def test_import_pylgn_does_not_import_fpga():
+    code = "import sys, pylgn; assert 'pylgn.fpga' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,5 +1,6 @@
 """pylgn.fpga: the LUT Verilog simulated with Icarus, Yosys synthesis (LUT counts, depth) and its
-"""pylgn.fpga: the LUT Verilog simulated with Icarus, Yosys synthesis (LUT counts, depth) and its
+mapped netlist simulated against Circuit.predict. Circuits are tiny: each synthesis takes seconds.
+"""
 import shutil
 import subprocess
 import sys

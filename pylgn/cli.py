@@ -151,6 +151,15 @@ def _build_parser():
     x.add_argument("--format", choices=("c", "verilog", "circuit"), required=True)
     x.add_argument("-o", "--output", required=True, help="file to write")
     x.add_argument("--no-simplify", action="store_true", help="export the circuit as trained")
+    x.add_argument("--synth", action="store_true",
+                   help="with --format verilog: write the LUT-mapped Verilog of pylgn.fpga "
+                        "(n-input gates as LUT truth tables, popcount and argmax in logic), "
+                        "synthesize it with Yosys and print LUTs, flip-flops and logic levels")
+    x.add_argument("--lut", type=int, choices=(4, 6), help="with --synth: LUT inputs (default 6)")
+    x.add_argument("--target", choices=("generic", "xilinx"),
+                   help="with --synth: yosys synth -lut N (generic, the default) or synth_xilinx")
+    x.add_argument("--pipeline", type=int, metavar="K",
+                   help="with --synth: registers every K gate levels (default: combinational)")
     x.set_defaults(run=cmd_export, json=False)
     return p
 
@@ -493,6 +502,8 @@ def cmd_export(args):
     before = circuit.num_gates
     if not args.no_simplify:
         circuit = circuit.simplify()
+    if args.synth or any(v is not None for v in (args.lut, args.target, args.pipeline)):
+        return _export_synth(args, circuit, before)
     if args.format == "circuit":
         circuit.save(args.output)
     else:
@@ -504,6 +515,31 @@ def cmd_export(args):
     print(f"{args.output}: {args.format}, {circuit.num_gates} gates (trained: {before}), "
           f"{circuit.in_dim} input bits"
           + (f" (thermometer, {thresholds} thresholds per value)" if thresholds else ""))
+
+
+def _export_synth(args, circuit, before):
+    """--synth: write pylgn.fpga's LUT Verilog, synthesize it with Yosys, print the report."""
+    if not args.synth:
+        raise UsageError("--lut, --target and --pipeline: need --synth")
+    if args.format != "verilog":
+        raise UsageError(f"--synth: needs --format verilog, got --format {args.format}")
+    if args.pipeline is not None and args.pipeline < 1:
+        raise UsageError(f"--pipeline: expected gate levels >= 1, got {args.pipeline}")
+    from . import fpga
+    from .checkpoint import atomic_path
+    with atomic_path(args.output) as tmp, open(tmp, "w") as f:
+        f.write(fpga.to_lut_verilog(circuit, args.pipeline))
+    try:
+        r = fpga.synthesize(circuit, lut=args.lut or 6, target=args.target or "generic",
+                            pipeline=args.pipeline, simplify=False)
+    except RuntimeError as e:
+        raise UsageError(f"--synth: {e}") from None
+    sizes = ", ".join(f"LUT{n} {c}" for n, c in sorted(r["luts_by_size"].items(), reverse=True))
+    print(f"{args.output}: LUT Verilog ({fpga.TOP}), {circuit.num_gates} gates (trained: "
+          f"{before}), depth {circuit.depth}, {circuit.in_dim} input bits")
+    print(f"  yosys ({r['target']}, LUT{r['lut']}): {r['luts']} LUTs ({sizes}), {r['ffs']} "
+          f"flip-flops, {r['logic_levels']} logic levels, latency {r['latency_cycles']} cycles, "
+          f"{r['seconds']:.1f} s")
 
 
 if __name__ == "__main__":

@@ -127,3 +127,24 @@ def test_bad_arguments_name_them():
 def test_import_pylgn_does_not_import_fpga():
     code = "import sys, pylgn; assert 'pylgn.fpga' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@needs_yosys
+def test_cli_export_synth(tmp_path, capsys):
+    import pylgn
+    from pylgn.cli import main
+    model = pylgn.Sequential([pylgn.LogicLayer(16, 24, arity=6, init="uniform"),
+                              pylgn.LogicLayer(24, 12, arity=6, init="uniform"),
+                              pylgn.GroupSum(3, 1.0)], seed=1)
+    pylgn.save(tmp_path / "m.h5", model)
+    out = tmp_path / "m.v"
+    argv = ["export", str(tmp_path / "m.h5"), "--format", "verilog", "-o", str(out)]
+    assert main(argv + ["--synth", "--pipeline", "1"]) == 0
+    text = capsys.readouterr().out
+    assert f"module {fpga.TOP}" in out.read_text() and "input  wire clk" in out.read_text()
+    n = int(text.split("yosys (generic, LUT6): ")[1].split(" LUTs")[0])
+    assert n > 0 and "latency 2 cycles" in text and " 0 flip-flops" not in text
+    assert main(argv + ["--lut", "4"]) == 2
+    assert "--lut, --target and --pipeline: need --synth" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "m.h5"), "--format", "c", "-o", str(out), "--synth"]) == 2
+    assert "--synth: needs --format verilog" in capsys.readouterr().err

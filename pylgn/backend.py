@@ -67,6 +67,21 @@ def _cuda_array_module():
 
 
 _BACKENDS = {}
+_STREAMS = {}
+
+
+def cuda_stream():
+    """The numba stream that CUDA kernels launch on: CuPy's current stream, so kernels are ordered
+    with CuPy's allocations and array ops (numba alone would use its own default stream). Cached
+    per (device, stream handle); 0 (numba's default) under the simulator."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return 0
+    import cupy
+    from numba import cuda
+    key = (cupy.cuda.Device().id, cupy.cuda.get_current_stream().ptr)
+    if key not in _STREAMS:
+        _STREAMS[key] = cuda.legacy_default_stream() if key[1] == 0 else cuda.external_stream(key[1])
+    return _STREAMS[key]
 
 
 def get_backend(device):

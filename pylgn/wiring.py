@@ -50,7 +50,11 @@ def make_connections(kind, in_dim, out_dim, arity, rng):
 
 def reverse_index(conn, in_dim):
     """CSR of readers per input: slots ``k*G + g`` that read input i lie in
-    ``rev_idx[rev_ptr[i]:rev_ptr[i+1]]`` (ascending, so the gather order is fixed)."""
+    ``rev_idx[rev_ptr[i]:rev_ptr[i+1]]`` (ascending, so the gather order is fixed). Both are
+    int32 (the kernels' index type): arity * gates must stay below 2**31."""
+    if np.size(conn) >= 2 ** 31:
+        raise ValueError(f"connections: arity x out_dim = {np.size(conn)} slots; the int32 "
+                         f"reverse index holds fewer than 2**31 (split the layer)")
     flat = np.asarray(conn, dtype=np.int64).ravel()
     order = np.argsort(flat, kind="stable").astype(np.int32)
     counts = np.bincount(flat, minlength=in_dim)

@@ -5,7 +5,9 @@ run the CPU kernels in this pytest process, so the simulated checks run in a chi
 file executed as a script with the variable set. The child prints one JSON object of measured
 errors (NaN when a kernel left an output unwritten: the outputs start as NaN) and each test here
 asserts on its part. The simulator runs each CUDA thread as a Python thread, so the sizes stay
-small; ragged sizes (batch and width not multiples of a block) are the point.
+small; ragged sizes (batch and width not multiples of a block) are the point. The kernels keep
+their real block shape (128 threads, a warp per row, shuffle reductions) under the simulator, with
+the grid capped at 2 blocks so that the grid-stride loops run too.
 """
 import json
 import os
@@ -18,9 +20,10 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOL = 1e-5
-# (arity, in_dim, gates, batch): every arity 1, 2, 3, 6; batch 1, 33, 65; width 1, 31, 257
+# (arity, in_dim, gates, batch): every arity 1, 2, 3, 6; batch 1, 33, 65, 2100 (a gate's column
+# split in two parts: gate_backward_table's two-stage reduction); width 1, 31, 257
 KERNEL_CASES = [(1, 7, 31, 65), (2, 40, 257, 33), (2, 3, 1, 1), (3, 50, 31, 65),
-                (6, 20, 31, 33), (6, 8, 1, 1), (2, 300, 257, 1)]
+                (6, 20, 31, 33), (6, 8, 1, 1), (2, 300, 257, 1), (4, 6, 2, 2100)]
 FLOAT64_CASES = [(3, 30, 31, 33)]
 
 
@@ -119,13 +122,37 @@ def adam_and_op_errors(rng):
     dw = np.full_like(w, np.nan)
     cuda.op_table_backward(p.astype(np.float32), tables, domega, dw)
     errs["op_table_backward_vs_numpy"] = rel_err(dw, p * (dp - (p * dp).sum(1, keepdims=True)))
-    x = rng.random((3 * 7, 33)).astype(np.float32)                  # GroupSum: k = 3, m = 7
-    logits, dx = np.full((3, 33), np.nan, np.float32), np.full_like(x, np.nan)
-    cuda.group_sum(x, 2.5, logits)
-    cuda.group_sum_backward(logits, 2.5, dx)
-    errs["group_sum_vs_numpy"] = worst(rel_err(logits, x.reshape(3, 7, 33).sum(1) / 2.5),
-                                       rel_err(dx, np.repeat(logits, 7, axis=0) / 2.5))
+    gs = []
+    for k, m, b in ((3, 7, 33), (2, 2 * cuda.SUM_ROWS + 88, 5)):  # one pass; two (3 chunks)
+        x = rng.random((k * m, b)).astype(np.float32)
+        logits, dx = np.full((k, b), np.nan, np.float32), np.full_like(x, np.nan)
+        cuda.group_sum(x, 2.5, logits)
+        cuda.group_sum_backward(logits, 2.5, dx)
+        gs += [rel_err(logits, x.reshape(k, m, b).sum(1) / 2.5),
+               rel_err(dx, np.repeat(logits, m, axis=0) / 2.5)]
+    errs["group_sum_vs_numpy"] = worst(*gs)
     return errs
+
+
+def guard_checks():
+    """Arity 7 from a direct kernel call, and a reverse index past int32, raise ValueError."""
+    from pylgn.kernels import cuda
+    from pylgn.wiring import reverse_index
+    res = {}
+    x, conn = np.zeros((7, 2), np.float32), np.zeros((7, 3), np.int32)
+    try:
+        cuda.gate_forward(x, conn, np.zeros((3, 128), np.float32), np.zeros((3, 2), np.float32))
+        res["arity_7_raises"] = False
+    except ValueError as e:
+        res["arity_7_raises"] = "arity" in str(e)
+    try:
+        reverse_index(np.broadcast_to(np.zeros(1, np.int32), (2, 2 ** 30)), 1)
+        res["rev_overflow_raises"] = False
+    except ValueError as e:
+        res["rev_overflow_raises"] = "2**31" in str(e)
+    res["launch_shape"] = [cuda.BLOCK, cuda.WARP]
+    res["table_splits"] = [cuda.table_splits(2, 2100), cuda.table_splits(128_000, 100_000)]
+    return res
 
 
 def tiny_model(device, dtype=np.float64):
@@ -135,14 +162,17 @@ def tiny_model(device, dtype=np.float64):
                              pylgn.GroupSum(3, tau=3.0)], seed=7, device=device, dtype=dtype)
 
 
-def train_steps(model, opt, data, steps):
-    """``steps`` Adam steps on (x, y); returns the losses."""
+def train_steps(model, opt, data, steps, grads=None):
+    """``steps`` Adam steps on (x, y); returns the losses (and appends each step's gradients to
+    ``grads`` when given)."""
     import pylgn
     losses = []
     for _ in range(steps):
         opt.zero_grad()
         loss, d = pylgn.softmax_cross_entropy(model.forward(data[0]), data[1])
         model.backward(d)
+        if grads is not None:
+            grads.append(model.grads.copy())
         opt.step()
         losses.append(loss)
     return losses
@@ -153,17 +183,17 @@ def training_errors(rng):
 
     The weights are compared in float64: Adam divides each gradient by its own scale, so a
     float32 gradient that cancels to ~1e-9 (rounding noise, summed in another order on each
-    device) moves its weight by up to lr either way. In float32 the gradients and losses are
-    compared instead."""
+    device) moves its weight by up to lr either way. In float32 the first step's gradients (same
+    weights on both devices) and the losses are compared instead."""
     import pylgn
     data = (rng.random((33, 12)).astype(np.float32), rng.integers(0, 3, 33))
     res = {}
     models32 = {dev: tiny_model(dev, np.float32) for dev in ("cpu", "cuda")}
     losses32, grads32 = {}, {}
     for dev, m in models32.items():
-        losses32[dev] = train_steps(m, pylgn.Adam(m, lr=0.05), data, 3)
-        grads32[dev] = m.grads.copy()
-    res["step_float32_grads"] = rel_err(grads32["cuda"], grads32["cpu"])
+        grads32[dev] = []
+        losses32[dev] = train_steps(m, pylgn.Adam(m, lr=0.05), data, 3, grads32[dev])
+    res["step_float32_grads"] = rel_err(grads32["cuda"][0], grads32["cpu"][0])
     res["step_float32_losses"] = rel_err(losses32["cuda"], losses32["cpu"])
     models = {dev: tiny_model(dev) for dev in ("cpu", "cuda")}
     opts = {dev: pylgn.Adam(m, lr=0.05) for dev, m in models.items()}
@@ -257,14 +287,16 @@ def child_main():
         res["kernels"][repr(case + ("float64",))] = kernel_errors(*case, np.float64, rng)
     res["missing_twins"] = missing_twins()
     res.update(adam_and_op_errors(rng))
+    res.update(guard_checks())
     res.update(training_errors(rng))
     print("RESULT " + json.dumps(res))
 
 
 def ptx_main():
     """Without the simulator: compile every kernel to PTX for sm_90 (typing and code generation
-    that the simulator never does). Needs numba's CUDA target with NVVM (numba-cuda[cu12]), no
-    GPU; exits 3 when they are missing."""
+    that the simulator never does) and print, per kernel, whether its PTX uses local memory
+    (``.local``: scratch arrays not promoted to registers). Needs numba's CUDA target with NVVM
+    (numba-cuda[cu12]), no GPU; exits 3 when they are missing."""
     import types as pytypes
     from numba import cuda, types
     try:
@@ -276,20 +308,29 @@ def ptx_main():
         sys.exit(3)
     dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=(9, 0))
     from pylgn.kernels import cuda as K
+    i64, f64 = types.int64, types.float64
     for dt in (types.float32, types.float64):
-        a1, a2, ci, ri = (types.Array(t, nd, "C") for t, nd in
-                          ((dt, 1), (dt, 2), (types.int32, 2), (types.int32, 1)))
+        f1, a1, a2, ci, ri = (types.Array(t, nd, "C") for t, nd in
+                              ((dt, 1), (dt, 1), (dt, 2), (types.int32, 2), (types.int32, 1)))
         d = np.dtype(str(dt))
-        for fn, sig in [(K._forward_kernel(d), (a2, ci, a2, a2)),
-                        (K._forward_discrete_kernel, (a2, ci, a2, a2)),
-                        (K._backward_table_kernel(d), (a2, ci, a2, a2)),
-                        (K._backward_inputs_kernel(d), (a2, ci, ri, ri, a2, a2, types.float64, a2)),
-                        (K._adam_kernel, (a1,) * 4 + (types.float64,) * 7),
-                        (K._op_table_kernel, (a2,) * 4), (K._op_table_backward_kernel, (a2,) * 4),
-                        (K._group_sum_kernel, (a2, dt, a2)),
-                        (K._group_sum_backward_kernel, (a2, dt, a2))]:
-            cuda.compile_ptx(fn.py_func, sig, cc=(9, 0))
-            print("PTX ok", fn.py_func.__name__, dt)
+        kernels = [("_adam_kernel", K._adam_kernel, (a1,) * 4 + (f64,) * 7),
+                   ("_op_table_kernel", K._op_table_kernel, (a2,) * 4),
+                   ("_op_table_backward_kernel", K._op_table_backward_kernel, (a2,) * 4),
+                   ("_group_sum_kernel", K._group_sum_kernel, (f1, i64, i64, i64, f64, f1)),
+                   ("_group_sum_backward_kernel", K._group_sum_backward_kernel,
+                    (f1, i64, i64, dt, f1)),
+                   ("_sum_parts_kernel", K._sum_parts_kernel, (f1, f1))]
+        for n in range(1, K.MAX_ARITY + 1):
+            kernels += [(f"_forward_kernel[{n}]", K._forward_kernel(n, d), (f1, i64, ci, a2, f1)),
+                        (f"_forward_discrete_kernel[{n}]", K._forward_discrete_kernel(n, d),
+                         (f1, i64, ci, a2, f1)),
+                        (f"_backward_table_kernel[{n}]", K._backward_table_kernel(n, d),
+                         (f1, i64, ci, f1, i64, f1)),
+                        (f"_backward_inputs_kernel[{n}]", K._backward_inputs_kernel(n, d),
+                         (f1, i64, ci, ri, ri, a2, f1, f64, f1))]
+        for name, fn, sig in kernels:
+            ptx, _ = cuda.compile_ptx(fn.py_func, sig, cc=(9, 0))
+            print("PTX ok", name, dt, "local" if ".local" in ptx else "registers")
 
 
 # parent: the tests ---------------------------------------------------------------------------
@@ -331,6 +372,12 @@ def test_adam_op_and_group_sum_kernels(sim):
         assert sim[key] < TOL, (key, sim[key])
 
 
+def test_guards_and_launch_shapes(sim):
+    assert sim["arity_7_raises"] and sim["rev_overflow_raises"]
+    assert sim["launch_shape"] == [128, 32]                     # the real shape, not a shrunk one
+    assert sim["table_splits"] == [2, 1]                        # the 2100-sample case splits
+
+
 def test_training_step_on_cuda_equals_cpu(sim):
     assert sim["step_changed"] > 1e-3                       # the steps did move the weights
     assert sim["step_params_abs"] < TOL and sim["step_params"] < TOL
@@ -362,14 +409,19 @@ def test_gpu_bench_tiny_runs_under_the_simulator():
     assert "first step vs CPU: max rel err" in out and "forward" in out, out
 
 
-def test_kernels_compile_to_ptx_without_a_gpu():
+def test_kernels_compile_to_ptx_without_local_memory():
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--ptx"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     if proc.returncode == 3:
         pytest.skip(proc.stdout.strip())
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    assert proc.stdout.count("PTX ok") == 18, proc.stdout               # 9 kernels x 2 dtypes
+    lines = [l.split() for l in proc.stdout.splitlines() if l.startswith("PTX ok")]
+    assert len(lines) == 2 * (6 + 4 * 6), proc.stdout         # (6 + 4 gate kernels x 6 arities) x 2
+    # the hot gate kernels keep their scratch in registers: every arity in float32, and in float64
+    # all but the table gradient at arity 6 (64 + 64 doubles per thread; float64 is for checks)
+    local = [l[2] + " " + l[3] for l in lines if l[4] == "local"]
+    assert local == ["_backward_table_kernel[6] float64"], local
 
 
 def test_import_does_not_load_cupy_or_numba_cuda():

@@ -5,224 +5,295 @@ arrays under ``NUMBA_ENABLE_CUDASIM=1`` (the test-only pairing that checks these
 machine without a GPU). Notation as in ``pylgn.kernels.cpu``: activations ``x`` (features, batch)
 C-contiguous, ``conn`` (n, G) int32, ``table`` (G, 2**n), row index r = sum_k b_k 2**(n-1-k).
 
-Threads run over samples on the fast axis (the batch is contiguous, so a warp's loads coalesce)
-and over gates or inputs on the slow axis. Every kernel walks its ranges with grid-stride loops,
-so any grid covers any size; ``_grid`` only picks a sensible one. Weight gradients reduce over
-the batch per gate in shared memory and input gradients gather through the reverse index: no
-float atomics, so results are deterministic. Scratch lives in per-thread local arrays of
-compile-time size (2**6 rows at most) whose dtype follows the data, hence one compiled kernel
-per dtype (``_per_dtype``).
+Work is split by **warp per row**: each warp owns one gate (or input row, or output row) at a time
+and walks the rows with a grid-stride loop; its 32 lanes walk the batch, so each load of a row
+coalesces. A row's set-up (its wiring, offsets ``conn[k, g] * B`` into the flattened activations,
+its truth table) is done once per row and held in registers, not once per sample. Gate kernels
+are compiled **per arity** (``_per_arity``): with n a compile-time constant every scratch loop
+unrolls and the scratch arrays live in registers (``tests/test_cuda_sim.py`` checks the PTX for
+local memory). Weight gradients reduce over the batch per gate with warp shuffles (a fixed tree,
+so deterministic), long columns split across warps and summed in a fixed order by a second
+kernel; input gradients gather through the reverse index. No float atomics anywhere.
 
-Each public function is a plain launcher with the CPU signature; it returns once the launch is
-queued (CuPy and numba share the default stream, so later CuPy work sees the results).
+Launches go to CuPy's current stream (``pylgn.backend.cuda_stream``), so they are ordered with
+CuPy's allocations and ops on any stream. Each public function is a launcher with the CPU
+signature; it returns once the launch is queued.
 """
 import math
+import threading
+import weakref
 
 import numpy as np
-from numba import config, cuda, float64, from_dtype
+from numba import config, cuda, from_dtype, int64
 
+from ..backend import cuda_stream
 from .common import difference_table
 
 SIMULATED = bool(config.ENABLE_CUDASIM)
-MAX_ROWS = 64                 # 2**6: the largest truth table (arity 6)
-HALF_ROWS = 32                # a difference table: 2**(6-1)
-FOLD_ROWS = 16                # fold scratch: a table after its last two inputs, 2**(6-2)
-CHUNK = 8                     # table rows reduced per shared-memory pass (backward to the table)
-
-# Launch shapes. The simulator runs every thread as a Python thread (~0.5 ms each), so under it
-# blocks and grids are tiny and the grid-stride loops do the covering; the kernels are the same.
-if SIMULATED:
-    WARP, MAX_BX, THREADS, MAX_GRID, RED_X, RED_Y = 1, 8, 16, 3, 4, 4
-else:
-    WARP, MAX_BX, THREADS, MAX_GRID, RED_X, RED_Y = 32, 128, 256, 65535, 32, 8
+MAX_ARITY = 6
+WARP = 32
+BLOCK = 128                   # threads per block: 4 warps (the same shape under the simulator)
+WARPS = BLOCK // WARP
+FULL_MASK = 0xFFFFFFFF
+SPL = 4                       # samples per lane held in registers per pass (gate_backward_inputs)
+SUM_ROWS = 256                # rows per partial sum in group_sum's first pass
+SPLIT_SAMPLES = 1024          # gate_backward_table: a column splits only into parts this long,
+TARGET_WARPS = 132 * 64       # and only while gates x parts < resident warps of an H200 (132 SMs)
+# The simulator runs every thread as a Python thread: there the grid is capped at 2 blocks (the
+# grid-stride loops cover the rest); blocks keep their real shape, so the warp logic is exercised.
+MAX_BLOCKS = 2 if SIMULATED else 8192
 
 
 def _cdiv(a, b):
     return -(-a // b)
 
 
-def _grid(samples, rows):
-    """(grid, block) for a 2-D launch: samples on x (a warp multiple, <= MAX_BX), rows on y."""
-    samples, rows = max(1, samples), max(1, rows)
-    bx = min(MAX_BX, _cdiv(samples, WARP) * WARP)
-    by = max(1, THREADS // bx)
-    return (min(_cdiv(samples, bx), MAX_GRID), min(_cdiv(rows, by), MAX_GRID)), (bx, by)
-
-
-def _grid_1d(n):
-    """(grid, block) for a 1-D launch over n items."""
-    return min(_cdiv(max(1, n), THREADS), MAX_GRID), THREADS
+def _blocks(rows):
+    """Blocks for a warp-per-row launch over ``rows`` rows."""
+    return min(_cdiv(max(1, rows), WARPS), MAX_BLOCKS)
 
 
 def _dev(a):
-    """A kernel argument: CuPy arrays are wrapped without the per-launch stream sync numba adds."""
+    """A kernel argument: CuPy arrays are wrapped without numba's per-argument stream sync (the
+    launch goes to CuPy's current stream, which already orders it after the array's producers)."""
     if SIMULATED or isinstance(a, np.ndarray):
         return a
     return cuda.as_cuda_array(a, sync=False)
 
 
-def _per_dtype(make):
-    """Memoise ``make(numba_dtype) -> kernel``: local scratch needs its dtype at compile time."""
+def _flat(a):
+    """The C-contiguous array ``a`` as a 1-D kernel argument (a view: no copy)."""
+    return _dev(a.reshape(-1))
+
+
+def _empty(like, shape):
+    """Scratch on the same device as ``like`` (numpy under the simulator, CuPy on a GPU)."""
+    if isinstance(like, np.ndarray):
+        return np.empty(shape, dtype=like.dtype)
+    import cupy
+    return cupy.empty(shape, dtype=like.dtype)
+
+
+def _per_arity(make):
+    """Memoise ``make(n, numba_dtype) -> kernel``: n fixed at compile time (registers, unrolled
+    loops); an arity outside 1..6 raises instead of overrunning fixed-size scratch."""
     kernels = {}
 
-    def get(dtype):
-        key = np.dtype(dtype)
+    def get(n, dtype):
+        if not 1 <= n <= MAX_ARITY:
+            raise ValueError(f"conn: arity (rows of conn) must be in 1..{MAX_ARITY}, got {n}")
+        key = (int(n), np.dtype(dtype))
         if key not in kernels:
-            kernels[key] = make(from_dtype(key))
+            kernels[key] = make(key[0], from_dtype(key[1]))
         return kernels[key]
     return get
 
 
+# the simulator lacks warp shuffles: a faithful stand-in (lanes of a warp exchange values) --------
+
+_SIM_WARPS = weakref.WeakKeyDictionary()
+_SIM_LOCK = threading.Lock()
+
+
+def _sim_shfl_down_sync(self, mask, value, delta):
+    """Simulated shfl_down_sync: lane l gets lane l + delta's value (its own past the warp)."""
+    t = threading.current_thread()
+    key = (tuple(t.blockIdx), t.thread_id // WARP)
+    with _SIM_LOCK:
+        warps = _SIM_WARPS.setdefault(t._manager, {})
+        if key not in warps:
+            warps[key] = (threading.Barrier(WARP, timeout=120), [None] * WARP)
+        barrier, vals = warps[key]
+    lane = t.thread_id % WARP
+    vals[lane] = value
+    barrier.wait()
+    out = vals[lane + delta] if lane + delta < WARP else value
+    barrier.wait()
+    return out
+
+
+if SIMULATED:
+    from numba.cuda.simulator.kernelapi import FakeCUDAModule
+    if not hasattr(FakeCUDAModule, "shfl_down_sync"):
+        FakeCUDAModule.shfl_down_sync = _sim_shfl_down_sync
+
+
 # device functions ---------------------------------------------------------------------------
 
-@cuda.jit(device=True)
-def _input(p, skip):
-    """Index of the p-th input of a gate when input ``skip`` is left out (skip < 0: none)."""
-    return p + 1 if 0 <= skip <= p else p
+@cuda.jit(device=True, inline="always")
+def _warp_row():
+    """(first row, row stride, lane) of this warp in a warp-per-row grid-stride loop."""
+    tid = cuda.threadIdx.x
+    return cuda.blockIdx.x * WARPS + tid // WARP, cuda.gridDim.x * WARPS, tid % WARP
 
 
-@cuda.jit(device=True)
-def _quad(v, o, p, q):
-    """Bilinear extension of v[o:o+4] (rows 00, 01, 10, 11 of inputs p, q) at (p, q):
-    w0 + q (w1 - w0) + p (w2 - w0 + q (w3 - w2 - w1 + w0))."""
-    w0 = v[o]
-    c1 = v[o + 1] - w0
-    return w0 + q * c1 + p * (v[o + 2] - w0 + q * (v[o + 3] - v[o + 2] - c1))
+@cuda.jit(device=True, inline="always")
+def _warp_sum(v):
+    """Sum of v over the warp's 32 lanes, in lane 0 (shuffle tree: a fixed order)."""
+    d = WARP // 2
+    while d > 0:
+        v += cuda.shfl_down_sync(FULL_MASK, v, d)
+        d //= 2
+    return v
 
 
-@cuda.jit(device=True)
-def _fold(vals, m, x, conn, g, skip, s, t):
-    """Multilinear extension of ``vals`` (2**m rows) at sample s of gate g's inputs but ``skip``.
+@cuda.jit(device=True, inline="always")
+def _fold(w, m, x, off, s, t):
+    """Multilinear extension of w (2**m rows) at inputs x[off[j] + s], j < m.
 
-    The last two inputs fold in one pass (``_quad`` per group of four rows) and each input further
-    up halves the table by a lerp, t[i] = t[2i] + x (t[2i+1] - t[2i]), as the CPU kernel does;
-    for m <= 2 no scratch is touched, so the common gates stay in registers.
+    The last two inputs p, q fold in one pass per group of four rows w0..w3,
+        f = w0 + q (w1 - w0) + p (w2 - w0 + q (w3 - w2 - w1 + w0)),
+    then each input further up halves the table by a lerp, t[i] = t[2i] + x (t[2i+1] - t[2i]).
+    m is a compile-time constant at every call, so the loops unroll and ``t`` stays in registers.
     """
     if m == 0:
-        return vals[0]
-    q = x[conn[_input(m - 1, skip), g], s]
+        return w[0]
+    q = x[off[m - 1] + s]
     if m == 1:
-        return vals[0] + q * (vals[1] - vals[0])
-    p = x[conn[_input(m - 2, skip), g], s]
-    if m == 2:
-        return _quad(vals, 0, p, q)
+        return w[0] + q * (w[1] - w[0])
+    p = x[off[m - 2] + s]
     for i in range(1 << (m - 2)):
-        t[i] = _quad(vals, 4 * i, p, q)
+        w0 = w[4 * i]
+        c1 = w[4 * i + 1] - w0
+        t[i] = w0 + q * c1 + p * (w[4 * i + 2] - w0 + q * (w[4 * i + 3] - w[4 * i + 2] - c1))
     for j in range(m - 3, -1, -1):
-        xv = x[conn[_input(j, skip), g], s]
+        xv = x[off[j] + s]
         for i in range(1 << j):
             t[i] = t[2 * i] + xv * (t[2 * i + 1] - t[2 * i])
     return t[0]
 
 
-@cuda.jit(device=True)
-def _expand(x, conn, g, s, n, e):
+@cuda.jit(device=True, inline="always")
+def _expand(x, off, s, n, e):
     """e[r] <- e[0] prod_k (x_k if b_k(r) else 1 - x_k), built as e <- [e (1 - x_k), e x_k]."""
     for k in range(n):
-        xv = x[conn[k, g], s]
+        xv = x[off[k] + s]
         for j in range((1 << k) - 1, -1, -1):
             v = e[j]
             e[2 * j + 1] = v * xv
             e[2 * j] = v - v * xv
 
 
-_difference_table = cuda.jit(device=True)(difference_table)
+_difference_table = cuda.jit(device=True, inline="always")(difference_table)
 
 
-@cuda.jit(device=True)
-def _reduce_rows(acc, P, sh, ty, tx, dtable, g, live):
-    """dtable[g, p] = sum over the block's x threads of their acc[p], CHUNK rows per pass.
+# gate kernels, one per (arity, dtype) ------------------------------------------------------
 
-    Each thread parks its partial sums in shared memory; thread tx then adds up rows
-    tx, tx + RED_X, ... in a fixed order (deterministic). Every thread of the block must call it.
-    """
-    for c0 in range(0, P, CHUNK):
-        rows = P - c0 if P - c0 < CHUNK else CHUNK     # (no min(): the built-in target lacks it)
-        for j in range(rows):
-            sh[ty, j, tx] = acc[c0 + j]
-        cuda.syncthreads()
-        if live:
-            for j in range(tx, rows, RED_X):
-                tot = 0.0
-                for u in range(RED_X):
-                    tot += sh[ty, j, u]
-                dtable[g, c0 + j] = tot
-        cuda.syncthreads()
+@_per_arity
+def _forward_kernel(n, dt):
+    R, T = 1 << n, max(1, 1 << n >> 2)
 
-
-# kernels ------------------------------------------------------------------------------------
-
-@_per_dtype
-def _forward_kernel(dt):
     @cuda.jit
-    def kernel(x, conn, table, y):
-        n, G = conn.shape
-        t = cuda.local.array(FOLD_ROWS, dt)
-        s0, g0 = cuda.grid(2)
-        ss, gs = cuda.gridsize(2)
-        for g in range(g0, G, gs):
-            for s in range(s0, x.shape[1], ss):
-                y[g, s] = _fold(table[g], n, x, conn, g, -1, s, t)
+    def kernel(x, B, conn, table, y):
+        w = cuda.local.array(R, dt)
+        t = cuda.local.array(T, dt)
+        off = cuda.local.array(n, int64)
+        g0, gs, lane = _warp_row()
+        for g in range(g0, conn.shape[1], gs):
+            for r in range(R):
+                w[r] = table[g, r]
+            for k in range(n):
+                off[k] = conn[k, g] * B
+            for s in range(lane, B, WARP):
+                y[g * B + s] = _fold(w, n, x, off, s, t)
+    return kernel
+
+
+@_per_arity
+def _forward_discrete_kernel(n, dt):
+    @cuda.jit
+    def kernel(x, B, conn, table, y):
+        off = cuda.local.array(n, int64)
+        g0, gs, lane = _warp_row()
+        for g in range(g0, conn.shape[1], gs):
+            for k in range(n):
+                off[k] = conn[k, g] * B
+            for s in range(lane, B, WARP):
+                r = 0
+                for k in range(n):
+                    r = 2 * r + (1 if x[off[k] + s] >= 0.5 else 0)
+                y[g * B + s] = table[g, r]
+    return kernel
+
+
+@_per_arity
+def _backward_table_kernel(n, dt):
+    R = 1 << n
+
+    @cuda.jit
+    def kernel(x, B, conn, dy, parts, out):
+        """out[(j G + g) R + r] = sum over part j of the samples of dy[g, s] prod_k (...)."""
+        G = conn.shape[1]
+        e = cuda.local.array(R, dt)
+        acc = cuda.local.array(R, dt)
+        off = cuda.local.array(n, int64)
+        w0, ws, lane = _warp_row()
+        for item in range(w0, parts * G, ws):          # warp-uniform: shuffles below are safe
+            j = item // G
+            g = item - j * G
+            for k in range(n):
+                off[k] = conn[k, g] * B
+            for r in range(R):
+                acc[r] = 0
+            for s in range(j * B // parts + lane, (j + 1) * B // parts, WARP):
+                e[0] = dy[g * B + s]
+                _expand(x, off, s, n, e)
+                for r in range(R):
+                    acc[r] += e[r]
+            for r in range(R):
+                tot = _warp_sum(acc[r])
+                if lane == 0:
+                    out[item * R + r] = tot
+    return kernel
+
+
+@_per_arity
+def _backward_inputs_kernel(n, dt):
+    H, T = 1 << (n - 1), max(1, 1 << (n - 1) >> 2)
+
+    @cuda.jit
+    def kernel(x, B, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx):
+        G = conn.shape[1]
+        d = cuda.local.array(H, dt)
+        t = cuda.local.array(T, dt)
+        off = cuda.local.array(n, int64)            # the other n-1 inputs' offsets (n >= 1 slots)
+        acc = cuda.local.array(SPL, dt)
+        i0, is_, lane = _warp_row()
+        for i in range(i0, dx.shape[0] // B, is_):
+            for base in range(0, B, WARP * SPL):
+                for u in range(SPL):
+                    acc[u] = 0
+                for p in range(rev_ptr[i], rev_ptr[i + 1]):
+                    k, g = 0, rev_idx[p]
+                    while g >= G:                          # slot = k G + g, k < n: no division
+                        g -= G
+                        k += 1
+                    _difference_table(table[g], n, k, d)
+                    for j in range(n - 1):
+                        off[j] = conn[j + 1 if j >= k else j, g] * B
+                    for u in range(SPL):
+                        s = base + u * WARP + lane
+                        if s < B:
+                            acc[u] += dy[g * B + s] * _fold(d, n - 1, x, off, s, t)
+                for u in range(SPL):
+                    s = base + u * WARP + lane
+                    if s < B:
+                        dx[i * B + s] = grad_factor * acc[u]
     return kernel
 
 
 @cuda.jit
-def _forward_discrete_kernel(x, conn, table, y):
-    n, G = conn.shape
-    s0, g0 = cuda.grid(2)
-    ss, gs = cuda.gridsize(2)
-    for g in range(g0, G, gs):
-        for s in range(s0, x.shape[1], ss):
-            r = 0
-            for k in range(n):
-                r = 2 * r + (1 if x[conn[k, g], s] >= 0.5 else 0)
-            y[g, s] = table[g, r]
+def _sum_parts_kernel(parts, out):
+    """out[i] = sum_j parts[j N + i], j ascending (N = out size): the second, fixed-order stage."""
+    N = out.shape[0]
+    for i in range(cuda.grid(1), N, cuda.gridsize(1)):
+        tot = parts[i]
+        for j in range(1, parts.shape[0] // N):
+            tot += parts[j * N + i]
+        out[i] = tot
 
 
-@_per_dtype
-def _backward_table_kernel(dt):
-    @cuda.jit
-    def kernel(x, conn, dy, dtable):
-        n, G = conn.shape
-        P = dtable.shape[1]
-        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-        e = cuda.local.array(MAX_ROWS, dt)
-        acc = cuda.local.array(MAX_ROWS, float64)
-        sh = cuda.shared.array((RED_Y, CHUNK, RED_X), float64)
-        for g0 in range(cuda.blockIdx.x * RED_Y, G, cuda.gridDim.x * RED_Y):
-            g = g0 + ty                    # the whole block walks the same g0: uniform syncs
-            for p in range(P):
-                acc[p] = 0.0
-            if g < G:
-                for s in range(tx, x.shape[1], RED_X):
-                    e[0] = dy[g, s]
-                    _expand(x, conn, g, s, n, e)
-                    for p in range(P):
-                        acc[p] += e[p]
-            _reduce_rows(acc, P, sh, ty, tx, dtable, g, g < G)
-    return kernel
-
-
-@_per_dtype
-def _backward_inputs_kernel(dt):
-    @cuda.jit
-    def kernel(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx):
-        n, G = conn.shape
-        d = cuda.local.array(HALF_ROWS, dt)
-        t = cuda.local.array(FOLD_ROWS, dt)
-        s0, i0 = cuda.grid(2)
-        ss, is_ = cuda.gridsize(2)
-        for i in range(i0, dx.shape[0], is_):
-            for s in range(s0, dx.shape[1], ss):
-                acc = 0.0
-                for p in range(rev_ptr[i], rev_ptr[i + 1]):
-                    k = rev_idx[p] // G
-                    g = rev_idx[p] - k * G
-                    _difference_table(table[g], n, k, d)
-                    acc += dy[g, s] * _fold(d, n - 1, x, conn, g, k, s, t)
-                dx[i, s] = grad_factor * acc
-    return kernel
-
+# small kernels -------------------------------------------------------------------------------
 
 @cuda.jit
 def _adam_kernel(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, c1, c2):
@@ -237,7 +308,6 @@ def _adam_kernel(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, c1, c2)
 
 @cuda.jit
 def _op_table_kernel(w, tables, p, omega):
-    acc = cuda.local.array(MAX_ROWS, float64)
     for g in range(cuda.grid(1), w.shape[0], cuda.gridsize(1)):
         mx = w[g, 0]
         for i in range(1, w.shape[1]):
@@ -247,14 +317,13 @@ def _op_table_kernel(w, tables, p, omega):
         for i in range(w.shape[1]):
             p[g, i] = math.exp(w[g, i] - mx)
             z += p[g, i]
-        for r in range(tables.shape[1]):
-            acc[r] = 0.0
         for i in range(w.shape[1]):
             p[g, i] /= z
-            for r in range(tables.shape[1]):
-                acc[r] += p[g, i] * tables[i, r]
         for r in range(tables.shape[1]):
-            omega[g, r] = acc[r]
+            acc = 0.0
+            for i in range(w.shape[1]):
+                acc += p[g, i] * tables[i, r]
+            omega[g, r] = acc
 
 
 @cuda.jit
@@ -271,47 +340,71 @@ def _op_table_backward_kernel(p, tables, domega, dw):
             dw[g, i] = p[g, i] * (dw[g, i] - dot)
 
 
+@cuda.jit
+def _group_sum_kernel(x, B, m, R, div, out):
+    """out[q, s] = sum of rows c m + i R .. min(c m + (i+1) R, (c+1) m) - 1 of x, / div, where
+    q = c C + i, C = ceil(m / R): class c's i-th chunk of R rows (all of them when R >= m)."""
+    C = (m + R - 1) // R
+    q0, qs, lane = _warp_row()
+    for q in range(q0, out.shape[0] // B, qs):
+        c = q // C
+        j0 = c * m + (q - c * C) * R
+        j1 = j0 + R if j0 + R < (c + 1) * m else (c + 1) * m
+        for s in range(lane, B, WARP):
+            acc = 0.0
+            for j in range(j0, j1):
+                acc += x[j * B + s]
+            out[q * B + s] = acc / div
+
+
+@cuda.jit
+def _group_sum_backward_kernel(dout, B, m, tau, dx):
+    j0, js, lane = _warp_row()
+    for j in range(j0, dx.shape[0] // B, js):
+        c = j // m
+        for s in range(lane, B, WARP):
+            dx[j * B + s] = dout[c * B + s] / tau
+
+
 # launchers with the CPU kernels' signatures ----------------------------------------------------
 
-@cuda.jit
-def _group_sum_kernel(x, tau, out):
-    k, B = out.shape
-    m = x.shape[0] // k
-    for c in range(cuda.grid(2)[1], k, cuda.gridsize(2)[1]):
-        for s in range(cuda.grid(2)[0], B, cuda.gridsize(2)[0]):
-            acc = 0.0
-            for j in range(c * m, (c + 1) * m):
-                acc += x[j, s]
-            out[c, s] = acc / tau
-
-
-@cuda.jit
-def _group_sum_backward_kernel(dout, tau, dx):
-    m = dx.shape[0] // dout.shape[0]
-    for j in range(cuda.grid(2)[1], dx.shape[0], cuda.gridsize(2)[1]):
-        for s in range(cuda.grid(2)[0], dx.shape[1], cuda.gridsize(2)[0]):
-            dx[j, s] = dout[j // m, s] / tau
+def _launch(kernel, rows, *args):
+    """kernel[blocks, BLOCK] on CuPy's current stream, warp per row over ``rows`` rows."""
+    kernel[_blocks(rows), BLOCK, cuda_stream()](*args)
 
 
 def gate_forward(x, conn, table, y):
     """Relaxed forward: y[g, s] = sum_r table[g, r] prod_k (x_k if b_k(r) else 1 - x_k)."""
-    grid, block = _grid(x.shape[1], conn.shape[1])
-    _forward_kernel(y.dtype)[grid, block](_dev(x), _dev(conn), _dev(table), _dev(y))
+    _launch(_forward_kernel(conn.shape[0], y.dtype), conn.shape[1],
+            _flat(x), x.shape[1], _dev(conn), _dev(table), _flat(y))
 
 
 def gate_forward_discrete(x, conn, table, y):
     """Discrete forward: y[g, s] = table[g, r(s)], r(s) = sum_k [x_k >= 0.5] 2**(n-1-k); table 0/1."""
-    grid, block = _grid(x.shape[1], conn.shape[1])
-    _forward_discrete_kernel[grid, block](_dev(x), _dev(conn), _dev(table), _dev(y))
+    _launch(_forward_discrete_kernel(conn.shape[0], y.dtype), conn.shape[1],
+            _flat(x), x.shape[1], _dev(conn), _dev(table), _flat(y))
+
+
+def table_splits(gates, batch):
+    """Parts each gate's batch splits into for gate_backward_table: 1 unless the batch holds two
+    or more SPLIT_SAMPLES-long parts and the gates alone leave resident warps idle."""
+    return max(1, min(batch // SPLIT_SAMPLES, TARGET_WARPS // max(1, gates)))
 
 
 def gate_backward_table(x, conn, dy, dtable):
     """Gradient w.r.t. the relaxed table only: dtable[g, r] = sum_s dy[g, s] prod_k (x_k or 1 - x_k).
 
-    RED_Y gates per block, RED_X threads over the batch per gate, reduced in shared memory."""
-    grid = min(_cdiv(max(1, conn.shape[1]), RED_Y), MAX_GRID)
-    _backward_table_kernel(dy.dtype)[grid, (RED_X, RED_Y)](_dev(x), _dev(conn), _dev(dy),
-                                                            _dev(dtable))
+    A warp per (gate, part of the batch) sums its samples lane-wise and then across lanes by
+    shuffles; with more than one part, the parts are added in order by a second kernel."""
+    n, G = conn.shape
+    B = x.shape[1]
+    parts = table_splits(G, B)
+    out = dtable if parts == 1 else _empty(dtable, (parts,) + dtable.shape)
+    _launch(_backward_table_kernel(n, dtable.dtype), parts * G,
+            _flat(x), B, _dev(conn), _flat(dy), parts, _flat(out))
+    if parts > 1:
+        _sum_parts_kernel[_blocks(dtable.size // WARP), BLOCK, cuda_stream()](_flat(out),
+                                                                             _flat(dtable))
 
 
 def gate_backward_inputs(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx):
@@ -321,11 +414,11 @@ def gate_backward_inputs(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx):
         dy_g/dx_k = multilinear extension over the other inputs of table[b_k=1] - table[b_k=0]
 
     ``rev_idx[rev_ptr[i]:rev_ptr[i+1]]`` lists the slots k*G + g that read input i.
+    A warp per input row; each reader's difference table is built once per 128 samples.
     """
-    grid, block = _grid(dx.shape[1], dx.shape[0])
-    _backward_inputs_kernel(dx.dtype)[grid, block](
-        _dev(x), _dev(conn), _dev(rev_ptr), _dev(rev_idx), _dev(table), _dev(dy),
-        float(grad_factor), _dev(dx))
+    _launch(_backward_inputs_kernel(conn.shape[0], dx.dtype), dx.shape[0],
+            _flat(x), x.shape[1], _dev(conn), _dev(rev_ptr), _dev(rev_idx), _dev(table),
+            _flat(dy), float(grad_factor), _flat(dx))
 
 
 def adam_step(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
@@ -334,33 +427,40 @@ def adam_step(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
         m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2
         p <- p - lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps) - lr * wd * p
     """
-    grid, block = _grid_1d(param.shape[0])
-    _adam_kernel[grid, block](_dev(param), _dev(grad), _dev(m), _dev(v), float(lr), float(beta1),
-                              float(beta2), float(eps), float(weight_decay),
-                              1.0 - float(beta1) ** step, 1.0 - float(beta2) ** step)
+    _adam_kernel[_blocks(param.shape[0] // WARP), BLOCK, cuda_stream()](
+        _dev(param), _dev(grad), _dev(m), _dev(v), float(lr), float(beta1), float(beta2),
+        float(eps), float(weight_decay), 1.0 - float(beta1) ** step, 1.0 - float(beta2) ** step)
 
 
 def op_table(w, tables, p, omega):
     """OP projection: p[g] = softmax(w[g]) over the 16 gate logits, omega[g, r] = sum_i p[g, i] tables[i, r]."""
-    grid, block = _grid_1d(w.shape[0])
-    _op_table_kernel[grid, block](_dev(w), _dev(tables), _dev(p), _dev(omega))
+    _op_table_kernel[_blocks(w.shape[0] // WARP), BLOCK, cuda_stream()](
+        _dev(w), _dev(tables), _dev(p), _dev(omega))
 
 
 def op_table_backward(p, tables, domega, dw):
     """Jacobian of the OP projection: dw[g, i] = p_i (dp_i - sum_j p_j dp_j),
     dp_i = sum_r domega[g, r] tables[i, r], p = softmax(w[g]) as computed by op_table."""
-    grid, block = _grid_1d(p.shape[0])
-    _op_table_backward_kernel[grid, block](_dev(p), _dev(tables), _dev(domega), _dev(dw))
+    _op_table_backward_kernel[_blocks(p.shape[0] // WARP), BLOCK, cuda_stream()](
+        _dev(p), _dev(tables), _dev(domega), _dev(dw))
 
 
 def group_sum(x, tau, out):
     """GroupSum: out[c, s] = sum_{j < m} x[c m + j, s] / tau, m = rows of x / rows of out.
-    One thread per (class, sample), summing its group in a fixed order (deterministic)."""
-    grid, block = _grid(out.shape[1], out.shape[0])
-    _group_sum_kernel[grid, block](_dev(x), x.dtype.type(tau), _dev(out))
+
+    Groups longer than SUM_ROWS rows are summed in two passes, partial sums of SUM_ROWS rows per
+    (class, chunk) and then the chunks of each class in order: both passes fixed-order."""
+    k, B = out.shape
+    m = x.shape[0] // k
+    if m > SUM_ROWS:
+        part = _empty(out, (k * _cdiv(m, SUM_ROWS), B))
+        _launch(_group_sum_kernel, part.shape[0], _flat(x), B, m, SUM_ROWS, 1.0, _flat(part))
+        x, m = part, part.shape[0] // k
+    _launch(_group_sum_kernel, k, _flat(x), B, m, m, float(tau), _flat(out))
 
 
 def group_sum_backward(dout, tau, dx):
     """GroupSum backward: dx[c m + j, s] = dout[c, s] / tau."""
-    grid, block = _grid(dx.shape[1], dx.shape[0])
-    _group_sum_backward_kernel[grid, block](_dev(dout), dout.dtype.type(tau), _dev(dx))
+    m = dx.shape[0] // dout.shape[0]
+    _launch(_group_sum_backward_kernel, dx.shape[0], _flat(dout), dx.shape[1], m,
+            dout.dtype.type(tau), _flat(dx))

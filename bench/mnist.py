@@ -65,8 +65,9 @@ def train(name, flags, steps, args):
     """Run (or resume, or skip when done) one ``pylgn train``; returns its command line."""
     out = os.path.join(RUNS, name)
     ckpt = os.path.join(out, "checkpoint.h5")
-    cmd = ["pylgn", "train", "--dataset=mnist", f"--data-dir={args.data_dir}", *flags,
-           f"--steps={steps}", f"--eval-every={args.eval_every}", f"--out={out}",
+    cmd = ["pylgn", "train", "--dataset=mnist", f"--data-dir={os.path.relpath(args.data_dir, ROOT)}",
+           *flags, f"--steps={steps}", f"--eval-every={args.eval_every}",
+           f"--out={os.path.relpath(out, ROOT)}",
            f"--threads={args.threads}", "--no-progress", "--json"]
     hist = _history(name)
     if hist and hist["step"] and hist["step"][-1] >= steps:
@@ -134,7 +135,10 @@ def table(commands, args):
              f"({_cpu_name()}); threads {args.threads}; written {time.strftime('%Y-%m-%d')} by "
              f"`python bench/mnist.py`. Discretized = the bit-packed circuit's test accuracy on "
              f"the 10,000 test images; final = at the last step (no selection on the test set); "
-             f"best = the best of the evaluations every {args.eval_every} steps, for reference.",
+             f"best = the best of the evaluations every {args.eval_every} steps, for reference. "
+             f"Wall times were taken on a shared machine (load average "
+             f"{os.getloadavg()[0]:.1f} when this table was written; other benchmarks and "
+             f"test runs ran beside these trainings), so they overstate an idle run.",
              "", "| model | gates | steps | wall time | discretized (final) | relaxed | gap | best |",
              "|---|---|---|---|---|---|---|---|"]
     groups = {}

@@ -17,8 +17,9 @@ import time
 
 import numpy as np
 
+from sections import replace_section
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS = os.path.join(HERE, "RESULTS.md")
 BEGIN, END = "<!-- gap:begin -->", "<!-- gap:end -->"
 VARIANTS = {"baseline": [], "gumbel T=1": ["--gumbel", "1.0"],
             "learned thresholds": ["--learn-thresholds"]}
@@ -83,15 +84,7 @@ def table(results, argv):
                      f"{rel.mean():.2f} | {np.mean(rel - d):+.2f} | {100 * r['target']:.0f} %: "
                      f"{reach} |")
     lines.append(END)
-    text = "\n".join(lines)
-    with open(RESULTS) as f:
-        doc = f.read()
-    if BEGIN in doc and END in doc:
-        doc = doc[:doc.index(BEGIN)] + text + doc[doc.index(END) + len(END):]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    with open(RESULTS, "w") as f:
-        f.write(doc)
+    replace_section("\n".join(lines), BEGIN, END)
 
 
 def main(argv=None):

@@ -21,11 +21,12 @@ import subprocess
 import sys
 import time
 
+from sections import replace_section
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RUNS = os.path.join(ROOT, "runs", "mnist-bench")
 OUT = os.path.join(HERE, "out", "mnist")
-RESULTS = os.path.join(HERE, "RESULTS.md")
 BEGIN, END = "<!-- mnist:begin -->", "<!-- mnist:end -->"
 
 #: Published discretized test accuracies (paper-notes section 7; LILogicNet as in BitLogic Table 1).
@@ -43,18 +44,18 @@ def runs(group, seeds):
     if group == "reproduce":
         out = {f"dense48k-s{s}": ([f"--seed={s}"], 60000) for s in seeds}
         out["lut6-8k"] = (["--arity=6", "--layers=4", "--width=2000", "--tau=20", "--lr=0.01"],
-                          30000)
+                          12000)
         return out
     if group == "claims":
         out = {}
         for name, flags in (("iwp-ri", []), ("op-ri", ["--param=op"]),
                             ("op-gauss", ["--param=op", "--init=gaussian"])):
-            out[f"conv-{name}"] = (flags + ["--lr-schedule=constant", "--lr=0.01"], 30000)
+            out[f"conv-{name}"] = (flags + ["--lr-schedule=constant", "--lr=0.01"], 10000)
         for depth in (6, 24, 48):
             for name, flags in (("iwp-ri", []), ("op-gauss", ["--param=op", "--init=gaussian"])):
                 out[f"depth{depth}-{name}"] = (flags + [f"--layers={depth}", "--width=2000",
                                                         "--lr-schedule=constant", "--lr=0.01"],
-                                               8000)
+                                               4000)
         return out
     if group == "conv":
         return {"cdlgn-mnist": (["--arch=cdlgn-mnist", "--lr=0.02"], 4000)}
@@ -164,7 +165,7 @@ def table(commands, args):
               "`pylgn train --help`):", ""]
     lines += [f"- {name}: `{' '.join(cmd)}`" for name, cmd in sorted(commands.items())]
     lines += claims_lines(), END
-    _replace_section("\n".join(lines))
+    replace_section("\n".join(lines), BEGIN, END)
 
 
 def claims_lines():
@@ -190,7 +191,7 @@ def claims_lines():
                 rows.append(f"| {depth} | {v} | {100 * s['discrete']:.2f} % | "
                             f"{100 * s['relaxed']:.2f} % | {100 * s['gap']:+.2f} |")
     if rows:
-        out += ["", "**Depth** (width 2,000, 8,000 steps, constant lr 0.01): plot "
+        out += ["", "**Depth** (width 2,000, 4,000 steps, constant lr 0.01): plot "
                 "`bench/out/mnist_depth.png`.", "",
                 "| layers | variant | discretized | relaxed | gap |", "|---|---|---|---|---|"] + rows
     plots()
@@ -236,17 +237,6 @@ def _cpu_name():
     except OSError:
         pass
     return "unknown CPU"
-
-
-def _replace_section(text):
-    with open(RESULTS) as f:
-        doc = f.read()
-    if BEGIN in doc and END in doc:
-        doc = doc[:doc.index(BEGIN)] + text + doc[doc.index(END) + len(END):]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    with open(RESULTS, "w") as f:
-        f.write(doc)
 
 
 def main(argv=None):

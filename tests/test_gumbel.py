@@ -5,7 +5,8 @@ import pytest
 
 import pylgn
 from pylgn import gumbel
-from pylgn.estimators import rho, rho_grad
+from pylgn.estimators import rho
+from reference import finite_diff
 
 
 def _layer(param, T=0.7, estimator="sin", gates=6):
@@ -59,14 +60,9 @@ def test_iwp_straight_through_gradient_finite_difference(estimator):
     layer.table()
     dtable = np.random.default_rng(3).normal(size=layer.weights.shape)
     got = layer.table_backward(dtable)
-    w0, h = layer.weights.copy(), 1e-6
-    want = np.zeros_like(w0)
-    for idx in np.ndindex(*w0.shape):
-        wp, wm = w0.copy(), w0.copy()
-        wp[idx] += h
-        wm[idx] -= h
-        want[idx] = dtable[idx] * (_soft_iwp(layer, wp, key)[idx]
-                                   - _soft_iwp(layer, wm, key)[idx]) / (2 * h)
+    w = layer.weights.copy()
+    want = np.array([finite_diff(lambda: (dtable * _soft_iwp(layer, w, key)).sum(), w, idx)
+                     for idx in np.ndindex(*w.shape)]).reshape(w.shape)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-9)
 
 
@@ -83,13 +79,9 @@ def test_op_straight_through_gradient_finite_difference():
         p = np.exp(z - z.max(1, keepdims=True))
         p /= p.sum(1, keepdims=True)
         return (dtable * (p @ pylgn.gates.OP_TABLES)).sum()
-    w0, h = layer.weights.copy(), 1e-6
-    want = np.zeros_like(w0)
-    for idx in np.ndindex(*w0.shape):
-        wp, wm = w0.copy(), w0.copy()
-        wp[idx] += h
-        wm[idx] -= h
-        want[idx] = (soft_loss(wp) - soft_loss(wm)) / (2 * h)
+    w = layer.weights.copy()
+    want = np.array([finite_diff(lambda: soft_loss(w), w, idx)
+                     for idx in np.ndindex(*w.shape)]).reshape(w.shape)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-9)
 
 

@@ -89,10 +89,11 @@ def build(param, in_dim, width, depth, k, tau, seed=0, dtype=np.float32, init="r
     return model, twin
 
 
-def pylgn_step(model, opt, x, y):
+def pylgn_step(model, opt, x, y, tiled=True):
+    """One training step as the Trainer runs it: loss_and_grad (tiled on the CPU) + Adam;
+    ``tiled=False``: the layer-by-layer forward + backward."""
     opt.zero_grad()
-    loss, d = pylgn.softmax_cross_entropy(model.forward(x), y)
-    model.backward(d)
+    loss, _ = model.loss_and_grad(x, y, tiled=tiled)
     opt.step()
     return loss
 
@@ -128,9 +129,10 @@ def timing(param, threads, repeats, batch=256, width=16000, depth=4):
     x = (rng.random((batch, 784)) < 0.3).astype(np.float32)
     y = rng.integers(0, 10, batch)
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-    times = {"pylgn": [], "torch": []}
+    times = {"pylgn": [], "pylgn untiled": [], "torch": []}
     for r in range(repeats + 2):                    # the first two rounds warm up (compile, caches)
         for name, fn in (("pylgn", lambda: pylgn_step(model, opt, x, y)),
+                         ("pylgn untiled", lambda: pylgn_step(model, opt, x, y, tiled=False)),
                          ("torch", lambda: twin.step(tx, ty))):
             t0 = time.perf_counter()
             fn()
@@ -157,11 +159,13 @@ def main():
     if args.what in ("time", "all"):
         print(f"training step 784 -> 4 x 16,000 -> GroupSum(10), batch 256, float32, "
               f"{args.threads} threads, median of {args.repeats} alternating steps")
-        print(f"{'param':<6} {'pylgn ms':>9} {'torch ms':>9} {'torch/pylgn':>12}")
+        print(f"{'param':<6} {'pylgn ms':>9} {'untiled ms':>11} {'torch ms':>9} "
+              f"{'torch/pylgn':>12} {'torch/untiled':>14}")
         for param in ("iwp", "op"):
             t = timing(param, args.threads, args.repeats)
-            print(f"{param:<6} {t['pylgn'] * 1e3:9.1f} {t['torch'] * 1e3:9.1f} "
-                  f"{t['torch'] / t['pylgn']:11.2f}x")
+            print(f"{param:<6} {t['pylgn'] * 1e3:9.1f} {t['pylgn untiled'] * 1e3:11.1f} "
+                  f"{t['torch'] * 1e3:9.1f} {t['torch'] / t['pylgn']:11.2f}x "
+                  f"{t['torch'] / t['pylgn untiled']:13.2f}x")
 
 
 if __name__ == "__main__":

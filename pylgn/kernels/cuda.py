@@ -62,7 +62,10 @@ def _dev(a):
 
 
 def _flat(a):
-    """The C-contiguous array ``a`` as a 1-D kernel argument (a view: no copy)."""
+    """The C-contiguous array ``a`` as a 1-D kernel argument (a view: never a copy, which would
+    drop a kernel's output)."""
+    if not a.flags.c_contiguous:
+        raise ValueError(f"expected a C-contiguous array, got shape {a.shape} strides {a.strides}")
     return _dev(a.reshape(-1))
 
 
@@ -216,15 +219,29 @@ def _forward_discrete_kernel(n, dt):
     return kernel
 
 
+@cuda.jit(device=True, inline="always")
+def _add_last_inputs(e, E, p, q, acc):
+    """acc[4j + 2a + b] += e[j] (p if a else 1 - p) (q if b else 1 - q) for j < E: the last two
+    inputs folded into the sums, as the CPU kernel does (``_sums_last_inputs``)."""
+    for j in range(E):
+        vp = e[j] * p
+        vn = e[j] - vp
+        acc[4 * j + 3] += vp * q
+        acc[4 * j + 2] += vp - vp * q
+        acc[4 * j + 1] += vn * q
+        acc[4 * j] += vn - vn * q
+
+
 @_per_arity
 def _backward_table_kernel(n, dt):
-    R = 1 << n
+    R, E = 1 << n, max(1, 1 << n >> 2)
 
     @cuda.jit
     def kernel(x, B, conn, dy, parts, out):
-        """out[(j G + g) R + r] = sum over part j of the samples of dy[g, s] prod_k (...)."""
+        """out[(j G + g) R + r] = sum over part j of the samples of dy[g, s] prod_k (...): the
+        first n-2 inputs expanded from dy (``_expand``), the last two folded into the sums."""
         G = conn.shape[1]
-        e = cuda.local.array(R, dt)
+        e = cuda.local.array(E, dt)
         acc = cuda.local.array(R, dt)
         off = cuda.local.array(n, int64)
         w0, ws, lane = _warp_row()
@@ -236,10 +253,15 @@ def _backward_table_kernel(n, dt):
             for r in range(R):
                 acc[r] = 0
             for s in range(j * B // parts + lane, (j + 1) * B // parts, WARP):
-                e[0] = dy[g * B + s]
-                _expand(x, off, s, n, e)
-                for r in range(R):
-                    acc[r] += e[r]
+                q = x[off[n - 1] + s]
+                v = dy[g * B + s]
+                if n == 1:
+                    acc[1] += v * q
+                    acc[0] += v - v * q
+                else:
+                    e[0] = v
+                    _expand(x, off, s, n - 2, e)
+                    _add_last_inputs(e, E, x[off[n - 2] + s], q, acc)
             for r in range(R):
                 tot = _warp_sum(acc[r])
                 if lane == 0:
@@ -259,7 +281,7 @@ def _backward_inputs_kernel(n, dt):
         off = cuda.local.array(n, int64)            # the other n-1 inputs' offsets (n >= 1 slots)
         acc = cuda.local.array(SPL, dt)
         i0, is_, lane = _warp_row()
-        for i in range(i0, dx.shape[0] // B, is_):
+        for i in range(i0, rev_ptr.shape[0] - 1, is_):
             for base in range(0, B, WARP * SPL):
                 for u in range(SPL):
                     acc[u] = 0
@@ -346,7 +368,7 @@ def _group_sum_kernel(x, B, m, R, div, out):
     q = c C + i, C = ceil(m / R): class c's i-th chunk of R rows (all of them when R >= m)."""
     C = (m + R - 1) // R
     q0, qs, lane = _warp_row()
-    for q in range(q0, out.shape[0] // B, qs):
+    for q in range(q0, out.shape[0] // B if B > 0 else 0, qs):
         c = q // C
         j0 = c * m + (q - c * C) * R
         j1 = j0 + R if j0 + R < (c + 1) * m else (c + 1) * m
@@ -360,7 +382,7 @@ def _group_sum_kernel(x, B, m, R, div, out):
 @cuda.jit
 def _group_sum_backward_kernel(dout, B, m, tau, dx):
     j0, js, lane = _warp_row()
-    for j in range(j0, dx.shape[0] // B, js):
+    for j in range(j0, dx.shape[0] // B if B > 0 else 0, js):
         c = j // m
         for s in range(lane, B, WARP):
             dx[j * B + s] = dout[c * B + s] / tau

@@ -7,8 +7,7 @@ class Adam:
     IWP gates towards the undecided omega = 0.5). State: ``m``, ``v`` (flat, like the params), ``t``."""
 
     def __init__(self, model, lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        from .model import Sequential
-        if not isinstance(model, Sequential):
+        if not all(hasattr(model, a) for a in ("params", "grads", "backend")):
             raise TypeError(f"model: expected a pylgn.Sequential, got {type(model).__name__}")
         self.model = model
         self.lr = check_float("lr", lr, 0.0, low_open=True)

@@ -167,15 +167,16 @@ class Sequential:
         for i in range(len(self.layers) - 1, -1, -1):
             d = self.layers[i].backward(d, need_dx=i > 0)
 
-    def loss_and_grad(self, x, y, scale=1.0, tiled=True, tile=None):
+    def loss_and_grad(self, x, y, scale=1.0, tiled=False, tile=None):
         """One training step's loss and gradients: grads += scale * dL/dparams (not zeroed first).
 
         x (batch, in_dim) in [0, 1], y (batch,) int labels; L = mean softmax cross-entropy of the
-        logits. Returns (L as a float, logits as a host numpy array (batch, classes)). On the CPU
-        the batch runs tile by tile in cache (``pylgn.tiling``; ``tile``: the most samples per
-        tile, None = from the cache sizes); otherwise, or with ``tiled=False``, it is forward +
-        softmax_cross_entropy + backward. The layers' forward/backward state is left untouched
-        by the tiled path.
+        logits. Returns (L as a float, logits as a host numpy array (batch, classes)). By default
+        forward + softmax_cross_entropy + backward, layer by layer. With ``tiled=True`` (or a
+        ``tile``) on the CPU the batch runs tile by tile (``pylgn.tiling``; ``tile``: the most
+        samples per tile, None = from the cache sizes), threads over tiles, one join per step:
+        slower on an idle machine (0.45-0.80x, bench/RESULTS.md), faster where the machine is
+        oversubscribed. The layers' forward/backward state is left untouched by the tiled path.
         """
         if not self.training:
             raise RuntimeError("loss_and_grad: the model is in eval() mode (discrete gates have no "
@@ -185,7 +186,7 @@ class Sequential:
             tile = check_int("tile", tile, 1)
         x = check_batch("x", x, self.in_dim, xp=_array_module(x, self.backend))
         y = check_labels("y", y, x.shape[0], self.out_dim, xp=_array_module(y, self.backend))
-        step = tiling.plan(self, tile) if tiled else None
+        step = tiling.plan(self, tile) if tiled or tile is not None else None
         if step is None:
             logits = self.forward(x)
             loss, d = softmax_cross_entropy(logits, y)

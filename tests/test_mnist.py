@@ -127,14 +127,21 @@ def test_recipes_follow_shape_not_name():
     assert recipe((13,), 100) == ("default", BASE)
 
 
+def _random_28x28(path, n_train, n_test, seed):
+    """A pylgn dataset file of random 1 x 28 x 28 uint8 images and 10 classes, under another
+    name than mnist; returns its path."""
+    rng = np.random.default_rng(seed)
+    n = n_train + n_test
+    x = rng.integers(0, 256, (n, 1, 28, 28)).astype(np.uint8)
+    y = rng.integers(0, 10, n)
+    pylgn.data.write_dataset(str(path), path.stem, x[:n_train], y[:n_train], x[n_train:],
+                             y[n_train:], [str(i) for i in range(10)])
+    return path
+
+
 def test_cli_recipe_for_any_28x28_dataset(tmp_path, capsys):
     """A 28x28 grayscale dataset under another name gets the same recipe; flags still win."""
-    rng = np.random.default_rng(1)
-    x = rng.integers(0, 256, (60, 1, 28, 28)).astype(np.uint8)
-    y = rng.integers(0, 10, 60)
-    path = tmp_path / "fashion.h5"
-    pylgn.data.write_dataset(str(path), "fashion", x[:40], y[:40], x[40:], y[40:],
-                             [str(i) for i in range(10)])
+    path = _random_28x28(tmp_path / "fashion.h5", 40, 20, seed=1)
     argv = ["train", "--dataset", str(path), "--width", "500", "--steps", "4", "--eval-every", "4",
             "--batch-size", "20", "--out", str(tmp_path / "run"), "--no-progress", "--json"]
     assert main(argv) == 0
@@ -152,12 +159,7 @@ def test_cli_recipe_for_any_28x28_dataset(tmp_path, capsys):
 def test_cdlgn_mnist_arch_under_logictreenet_s(tmp_path, capsys):
     """The 28x28 LogicTreeNet trains through the CLI (2 steps) and ``pylgn info`` prints a gate
     count under LogicTreeNet-S's 147K."""
-    rng = np.random.default_rng(2)
-    x = rng.integers(0, 256, (30, 1, 28, 28)).astype(np.uint8)
-    y = rng.integers(0, 10, 30)
-    path = tmp_path / "digits28.h5"
-    pylgn.data.write_dataset(str(path), "digits28", x[:20], y[:20], x[20:], y[20:],
-                             [str(i) for i in range(10)])
+    path = _random_28x28(tmp_path / "digits28.h5", 20, 10, seed=2)
     assert main(["train", "--dataset", str(path), "--arch", "cdlgn-mnist", "--steps", "2",
                  "--eval-every", "2", "--batch-size", "10", "--out", str(tmp_path / "run"),
                  "--no-progress"]) == 0

@@ -23,21 +23,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pylgn  # noqa: E402
 from pylgn import tiling  # noqa: E402
-from train_step import copy_bandwidth  # noqa: E402
+from train_step import build, copy_bandwidth  # noqa: E402
 
 SHAPES = [("784 -> 4 x 16,000", 784, 16000, 4, 256),
           ("400 -> 6 x 8,000", 400, 8000, 6, 100),
           ("400 -> 20 x 8,000", 400, 8000, 20, 100)]
-
-
-def build(in_dim, width, depth, batch, param="iwp", arity=2, seed=0):
-    dims = [in_dim] + [width] * depth
-    model = pylgn.Sequential([pylgn.LogicLayer(a, b, arity=arity, param=param)
-                              for a, b in zip(dims[:-1], dims[1:])] + [pylgn.GroupSum(10, tau=30)],
-                             seed=seed)
-    rng = np.random.default_rng(seed)
-    x = (rng.random((batch, in_dim)) < 0.3).astype(np.float32)
-    return model, pylgn.Adam(model), x, rng.integers(0, 10, batch)
 
 
 def old_step(model, opt, x, y):
@@ -49,7 +39,7 @@ def old_step(model, opt, x, y):
 
 def new_step(model, opt, x, y, tile=None):
     opt.zero_grad()
-    model.loss_and_grad(x, y, tile=tile)
+    model.loss_and_grad(x, y, tiled=True, tile=tile)
     opt.step()
 
 
@@ -72,7 +62,7 @@ def floor_bytes(model, batch, threads, x):
 
 
 def bench(name, in_dim, width, depth, batch, args, bw):
-    model, opt, x, y = build(in_dim, width, depth, batch)
+    model, opt, x, y = build("iwp", 2, width, layers=depth, in_dim=in_dim, batch=batch)
     tiles = [None] + [t for t in args.tiles]
     for t in tiles:                                          # compile / warm up
         new_step(model, opt, x, y, t)

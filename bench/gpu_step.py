@@ -30,7 +30,7 @@ from pylgn.backend import get_backend                        # noqa: E402
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 FULL = dict(in_dim=9216, width=128_000, layers=4, deep_layers=80, classes=10, tau=100.0, batch=100)
-TINY = dict(in_dim=24, width=60, layers=2, deep_layers=4, classes=3, tau=3.0, batch=5)
+TINY = dict(in_dim=24, width=24, layers=2, deep_layers=4, classes=3, tau=3.0, batch=5)
 
 
 class Clock:

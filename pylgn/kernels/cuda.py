@@ -11,7 +11,7 @@ coalesces. A row's set-up (its wiring, offsets ``conn[k, g] * B`` into the flatt
 its truth table) is done once per row and held in registers, not once per sample. Gate kernels
 are compiled **per arity** (``_per_arity``): with n a compile-time constant every scratch loop
 unrolls and the scratch arrays live in registers (``tests/test_cuda_sim.py`` checks the PTX for
-local memory). Weight gradients reduce over the batch per gate with warp shuffles (a fixed tree,
+local memory). Weight gradients reduce over the batch per gate with warp shuffles (a fixed order,
 so deterministic), long columns split across warps and summed in a fixed order by a second
 kernel; input gradients gather through the reverse index. No float atomics anywhere.
 
@@ -98,27 +98,35 @@ _SIM_WARPS = weakref.WeakKeyDictionary()
 _SIM_LOCK = threading.Lock()
 
 
-def _sim_shfl_down_sync(self, mask, value, delta):
-    """Simulated shfl_down_sync: lane l gets lane l + delta's value (its own past the warp)."""
+def _sim_shfl_xor_sync(self, mask, value, lane_mask):
+    """Simulated shfl_xor_sync: lane l gets lane (l ^ lane_mask)'s value.
+
+    One barrier per shuffle: rounds alternate between two value buffers, so a lane writing round
+    k + 2 has passed barrier k + 1, which every lane reaches only after reading round k."""
     t = threading.current_thread()
     key = (tuple(t.blockIdx), t.thread_id // WARP)
     with _SIM_LOCK:
         warps = _SIM_WARPS.setdefault(t._manager, {})
         if key not in warps:
-            warps[key] = (threading.Barrier(WARP, timeout=120), [None] * WARP)
-        barrier, vals = warps[key]
+            warps[key] = (threading.Barrier(WARP, timeout=120),
+                          ([None] * WARP, [None] * WARP), [0] * WARP)
+        barrier, buffers, rounds = warps[key]
     lane = t.thread_id % WARP
+    vals = buffers[rounds[lane] & 1]
+    rounds[lane] += 1
     vals[lane] = value
     barrier.wait()
-    out = vals[lane + delta] if lane + delta < WARP else value
-    barrier.wait()
-    return out
+    return vals[lane ^ lane_mask]
 
 
 if SIMULATED:
+    import sys
     from numba.cuda.simulator.kernelapi import FakeCUDAModule
-    if not hasattr(FakeCUDAModule, "shfl_down_sync"):
-        FakeCUDAModule.shfl_down_sync = _sim_shfl_down_sync
+    if not hasattr(FakeCUDAModule, "shfl_xor_sync"):
+        FakeCUDAModule.shfl_xor_sync = _sim_shfl_xor_sync
+    # Each simulated thread is a Python thread and a warp's lanes meet at a barrier per shuffle:
+    # with the default 5 ms GIL switch interval most of a run is spent waiting for it to expire.
+    sys.setswitchinterval(min(sys.getswitchinterval(), 1e-4))
 
 
 # device functions ---------------------------------------------------------------------------
@@ -131,13 +139,34 @@ def _warp_row():
 
 
 @cuda.jit(device=True, inline="always")
-def _warp_sum(v):
-    """Sum of v over the warp's 32 lanes, in lane 0 (shuffle tree: a fixed order)."""
+def _warp_sums(acc, R, lane, out, base):
+    """out[base + r] = sum over the warp's 32 lanes of acc[r], r < R (R a power of two).
+
+    Transposing halving, T = min(log2 R, 5) steps with d = 16, 8, ...: a lane keeps the half of
+    its m values that its lane bit d selects and adds its partner's (lane ^ d) copy of that half,
+        acc[i] = keep_i + shfl_xor(send_i, d),   i < m / 2;
+    then lane l holds partial sums of r = i + (R >> T) (l >> (5 - T)), i < R >> T, and 5 - T
+    plain xor steps add over the lane bits left. R - 1 + (5 - T) shuffles in all for R <= 32
+    (5 R for a shuffle tree per value); every step in a fixed order, so deterministic."""
+    m = R
     d = WARP // 2
-    while d > 0:
-        v += cuda.shfl_down_sync(FULL_MASK, v, d)
+    while m > 1 and d > 0:
+        h = m // 2
+        upper = (lane & d) != 0
+        for i in range(h):
+            lo = acc[i]
+            hi = acc[i + h]
+            acc[i] = (hi if upper else lo) + cuda.shfl_xor_sync(FULL_MASK, lo if upper else hi, d)
+        m = h
         d //= 2
-    return v
+    rest = 2 * d if d > 0 else 1                   # lanes that share a set of sums
+    while d > 0:
+        for i in range(m):
+            acc[i] += cuda.shfl_xor_sync(FULL_MASK, acc[i], d)
+        d //= 2
+    if lane % rest == 0:
+        for i in range(m):
+            out[base + i + m * (lane // rest)] = acc[i]
 
 
 @cuda.jit(device=True, inline="always")
@@ -262,10 +291,7 @@ def _backward_table_kernel(n, dt):
                     e[0] = v
                     _expand(x, off, s, n - 2, e)
                     _add_last_inputs(e, E, x[off[n - 2] + s], q, acc)
-            for r in range(R):
-                tot = _warp_sum(acc[r])
-                if lane == 0:
-                    out[item * R + r] = tot
+            _warp_sums(acc, R, lane, out, item * R)
     return kernel
 
 

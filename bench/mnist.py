@@ -58,7 +58,7 @@ def runs(group, seeds):
                                                4000)
         return out
     if group == "conv":
-        return {"cdlgn-mnist": (["--arch=cdlgn-mnist", "--lr=0.02"], 12000)}
+        return {"cdlgn-mnist": (["--arch=cdlgn-mnist", "--tau=4", "--lr=0.05"], 40000)}
     raise ValueError(group)
 
 

@@ -92,7 +92,8 @@ def _build_parser():
     t.add_argument("--param", choices=("iwp", "op"), help="parametrization (default iwp)")
     t.add_argument("--init", choices=INITS, help="initialization (default residual)")
     t.add_argument("--estimator", choices=ESTIMATORS, help="IWP estimator (default sin)")
-    t.add_argument("--tau", type=float, help="GroupSum temperature")
+    t.add_argument("--tau", type=float, help="GroupSum temperature (default: the recipe's for "
+                   "dense nets, the architecture's for a conv --arch)")
     t.add_argument("--gumbel", type=float, metavar="T",
                    help="train on Gumbel-sampled 0/1 tables at temperature T with a "
                         "straight-through gradient (pylgn.gumbel); 0 = off (default)")
@@ -206,6 +207,9 @@ def _resolve(args, ckpt):
     defaults = recipe(ds.shape, len(ds.y_train))[1] if ckpt is None else BASE
     for key, default in defaults.items():
         cfg[key] = _pick(key, getattr(args, key), saved, default)
+    if cfg["arch"] != "dense" and args.tau is None and "tau" not in saved:
+        from .conv import ARCHS                                      # a conv net: its own tau
+        cfg["tau"] = ARCHS[cfg["arch"]]["tau"] if cfg["arch"] in ARCHS else cfg["tau"]
     cfg["crop"] = cfg["crop"] or None                                # --crop 0: no crop
     cfg["augment"] = False if cfg["augment"] in ("none", None) else cfg["augment"]
     cropped_shape(ds.shape, cfg["crop"])                             # validates --crop

@@ -441,7 +441,7 @@ ARCHS = {
     "cdlgn-m": dict(k=256, in_size=32, blocks=(1, 4, 16, 32), dense=(1280, 640, 320), tau=40.0),
     "cdlgn-tiny": dict(k=8, in_size=32, blocks=(1, 4, 16, 32), dense=(1280, 640, 320), tau=10.0),
     "cdlgn-digits": dict(k=32, in_size=8, blocks=(1, 2), dense=(60, 30), tau=5.0),
-    "cdlgn-mnist": dict(k=16, in_size=20, blocks=(1, 3, 9), dense=(160, 80), tau=8.0),
+    "cdlgn-mnist": dict(k=16, in_size=20, blocks=(1, 3, 9), dense=(160, 80), tau=4.0),
 }
 
 

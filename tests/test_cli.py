@@ -194,6 +194,22 @@ def test_train_conv_arch_and_info_memory(tmp_path, capsys):
     assert info["gate_count"]["conv"] > 0 and info["batch_size"] == 7
 
 
+def test_conv_arch_takes_its_own_tau_unless_given(tmp_path, capsys):
+    """A conv --arch gets the architecture's GroupSum tau (not the dense recipe's); --tau wins;
+    --resume keeps the tau it was trained with."""
+    from pylgn.conv import ARCHS
+    argv = ["train", "--arch", "cdlgn-digits", "--steps", "2", "--eval-every", "2", "--no-progress"]
+    assert main(argv + ["--out", str(tmp_path / "a")]) == 0
+    ck = pylgn.load(tmp_path / "a" / "checkpoint.h5")
+    assert ck.model.layers[-1].tau == ARCHS["cdlgn-digits"]["tau"] == ck.meta["settings"]["tau"]
+    assert main(argv + ["--tau", "2.5", "--out", str(tmp_path / "b")]) == 0
+    assert pylgn.load(tmp_path / "b" / "checkpoint.h5").model.layers[-1].tau == 2.5
+    argv[4] = "4"
+    assert main(argv + ["--resume", str(tmp_path / "b" / "checkpoint.h5")]) == 0
+    assert pylgn.load(tmp_path / "b" / "checkpoint.h5").model.layers[-1].tau == 2.5
+    capsys.readouterr()
+
+
 def test_keep_best_writes_best_checkpoint(tmp_path, capsys):
     assert main(["train", *TINY, "--out", str(tmp_path), "--keep-best"]) == 0
     hist = json.loads((tmp_path / "history.json").read_text())

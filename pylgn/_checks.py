@@ -27,6 +27,15 @@ def check_choice(name, value, choices):
     return value
 
 
+def _min_max(a, xp):
+    """(min, max) of a non-empty array as numpy scalars: for a device array both come back in one
+    device-to-host copy (each read is a synchronisation)."""
+    if xp is np:
+        return a.min(), a.max()
+    lo, hi = xp.stack([a.min(), a.max()]).get()
+    return lo, hi
+
+
 def check_batch(name, x, width, xp=np):
     """A (batch, width) real array with finite values in [0, 1] (masked arrays refused: their
     hidden values would reach the kernels)."""
@@ -39,13 +48,15 @@ def check_batch(name, x, width, xp=np):
     if x.ndim != 2 or x.shape[1] != width or x.shape[0] < 1:
         raise ValueError(f"{name}: expected shape (batch >= 1, {width}), got {tuple(x.shape)}")
     if x.dtype.kind == "f":
-        lo, hi = float(xp.min(x)), float(xp.max(x))
+        lo, hi = (float(v) for v in _min_max(x, xp))
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise ValueError(f"{name}: contains NaN or inf")
         if lo < 0.0 or hi > 1.0:
             raise ValueError(f"{name}: values must lie in [0, 1], got range [{lo}, {hi}]")
-    elif x.dtype.kind in "iu" and x.size and (int(xp.min(x)) < 0 or int(xp.max(x)) > 1):
-        raise ValueError(f"{name}: integer inputs must be 0/1 bits")
+    elif x.dtype.kind in "iu" and x.size:
+        lo, hi = _min_max(x, xp)
+        if lo < 0 or hi > 1:
+            raise ValueError(f"{name}: integer inputs must be 0/1 bits")
     return x
 
 
@@ -57,9 +68,11 @@ def check_labels(name, labels, batch, num_classes, xp=np):
         raise TypeError(f"{name}: expected an integer array, got dtype {labels.dtype}")
     if labels.shape != (batch,):
         raise ValueError(f"{name}: expected shape ({batch},), got {tuple(labels.shape)}")
-    if batch and (int(xp.min(labels)) < 0 or int(xp.max(labels)) >= num_classes):
-        raise ValueError(f"{name}: values must lie in [0, {num_classes}), got range "
-                         f"[{int(xp.min(labels))}, {int(xp.max(labels))}]")
+    if batch:
+        lo, hi = (int(v) for v in _min_max(labels, xp))
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(f"{name}: values must lie in [0, {num_classes}), got range "
+                             f"[{lo}, {hi}]")
     return labels
 
 

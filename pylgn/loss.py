@@ -19,7 +19,10 @@ def softmax_cross_entropy(logits, labels):
     if logits.dtype.kind != "f":
         raise TypeError(f"logits: expected a float array, got dtype {logits.dtype}")
     batch, k = logits.shape
-    labels = check_labels("labels", xp.asarray(labels), batch, k, xp=xp)
+    host = xp is np or not hasattr(labels, "__cuda_array_interface__")   # host labels: checked
+    labels = check_labels("labels", np.asarray(labels) if host else labels, batch, k,
+                          xp=np if host else xp)
+    labels = xp.asarray(labels)                                          # there, no device sync
     z = logits - logits.max(axis=1, keepdims=True)
     lse = xp.log(xp.exp(z).sum(axis=1))
     rows = xp.arange(batch)

@@ -84,7 +84,8 @@ def _build_parser():
     t.add_argument("--arch", help="dense (LogicLayers of --width, the default) or a conv "
                    "LogicTreeNet from pylgn.conv.ARCHS, e.g. cdlgn-m (needs images)")
     t.add_argument("--crop", type=int, help="keep the centre CROP x CROP pixels of each image "
-                   "(default: the recipe's; 20 for 28 x 28 images, else none); 0 = no crop")
+                   "(default: a conv --arch's input size, else the recipe's: 20 for 28 x 28 "
+                   "images, else none); 0 = no crop")
     t.add_argument("--thresholds", type=int, help="thermometer thresholds per value")
     t.add_argument("--layers", type=int, help="logic layers")
     t.add_argument("--width", type=int, help="gates per layer")
@@ -207,9 +208,8 @@ def _resolve(args, ckpt):
     defaults = recipe(ds.shape, len(ds.y_train))[1] if ckpt is None else BASE
     for key, default in defaults.items():
         cfg[key] = _pick(key, getattr(args, key), saved, default)
-    if cfg["arch"] != "dense" and args.tau is None and "tau" not in saved:
-        from .conv import ARCHS                                      # a conv net: its own tau
-        cfg["tau"] = ARCHS[cfg["arch"]]["tau"] if cfg["arch"] in ARCHS else cfg["tau"]
+    if ckpt is None:
+        _arch_defaults(cfg, args, ds.shape)
     cfg["crop"] = cfg["crop"] or None                                # --crop 0: no crop
     cfg["augment"] = False if cfg["augment"] in ("none", None) else cfg["augment"]
     cropped_shape(ds.shape, cfg["crop"])                             # validates --crop
@@ -218,6 +218,19 @@ def _resolve(args, ckpt):
             raise UsageError(f"--{key.replace('_', '-')}: expected a value in [{low}, {high}], "
                              f"got {cfg[key]}")
     return cfg, ds
+
+
+def _arch_defaults(cfg, args, shape):
+    """A conv --arch brings its own defaults where no flag is given: its GroupSum tau, and a
+    centre crop to its input size when the images are larger."""
+    from .conv import ARCHS
+    spec = ARCHS.get(cfg["arch"])
+    if spec is None:
+        return
+    if args.tau is None:
+        cfg["tau"] = spec["tau"]
+    if args.crop is None and len(shape) == 3 and min(shape[1:]) > spec["in_size"]:
+        cfg["crop"] = spec["in_size"]
 
 
 def _pick(key, given, saved, default):

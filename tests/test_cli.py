@@ -210,6 +210,19 @@ def test_conv_arch_takes_its_own_tau_unless_given(tmp_path, capsys):
     capsys.readouterr()
 
 
+def test_conv_arch_crops_larger_images_to_its_input_size(tmp_path, monkeypatch, capsys):
+    """Images larger than a conv --arch's input size are centre-cropped to it (unless --crop)."""
+    from pylgn import conv
+    monkeypatch.setitem(conv.ARCHS, "cdlgn-digits6", dict(conv.ARCHS["cdlgn-digits"], in_size=6))
+    argv = ["train", "--arch", "cdlgn-digits6", "--steps", "2", "--eval-every", "2", "--no-progress"]
+    assert main(argv + ["--out", str(tmp_path / "a")]) == 0
+    ck = pylgn.load(tmp_path / "a" / "checkpoint.h5")
+    assert ck.meta["settings"]["crop"] == 6 and ck.model.layers[0].in_size == (6, 6)
+    assert main(argv + ["--crop", "0", "--out", str(tmp_path / "b")]) == 0
+    assert pylgn.load(tmp_path / "b" / "checkpoint.h5").model.layers[0].in_size == (8, 8)
+    capsys.readouterr()
+
+
 def test_keep_best_writes_best_checkpoint(tmp_path, capsys):
     assert main(["train", *TINY, "--out", str(tmp_path), "--keep-best"]) == 0
     hist = json.loads((tmp_path / "history.json").read_text())

@@ -96,3 +96,30 @@ def test_adam_options(model):
         pylgn.Adam(model, betas=(0.9, 1.0))
     with pytest.raises(ValueError, match="weight_decay"):
         pylgn.Adam(model, weight_decay=-0.1)
+
+
+class _DeviceLike(np.ndarray):
+    """A numpy array that counts its copies to the host (``get``), as a CuPy array would."""
+    copies = 0
+
+    def get(self):
+        type(self).copies += 1
+        return np.asarray(self)
+
+
+def test_device_array_checks_read_min_and_max_in_one_copy():
+    """For a device array (any module other than numpy) the range checks stack min and max and
+    copy them back once; the same errors come out."""
+    import types
+    from pylgn._checks import check_batch, check_labels
+    fake = types.SimpleNamespace(stack=lambda vals: np.stack(vals).view(_DeviceLike))
+    check_labels("y", np.array([2, 0, 1]), 3, 3, xp=fake)
+    check_batch("x", np.array([[0.0, 1.0]]), 2, xp=fake)
+    check_batch("x", np.array([[0, 1]], dtype=np.int8), 2, xp=fake)
+    assert _DeviceLike.copies == 3
+    with pytest.raises(ValueError, match=r"y: values must lie in \[0, 3\), got range \[0, 3\]"):
+        check_labels("y", np.array([3, 0]), 2, 3, xp=fake)
+    with pytest.raises(ValueError, match="x: contains NaN"):
+        check_batch("x", np.array([[np.nan, 0.5]]), 2, xp=fake)
+    with pytest.raises(ValueError, match="x: integer inputs must be 0/1"):
+        check_batch("x", np.array([[0, 2]]), 2, xp=fake)

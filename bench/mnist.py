@@ -43,6 +43,8 @@ def runs(group, seeds):
     """{name: (flags, steps)} of a group; every flag not given comes from the 28x28 recipe."""
     if group == "reproduce":
         out = {f"dense48k-s{s}": ([f"--seed={s}"], 60000) for s in seeds}
+        out.update({f"dense48k-lt-s{s}": ([f"--seed={s}", "--learn-thresholds"], 60000)
+                    for s in seeds})
         out["lut6-8k"] = (["--arity=6", "--layers=4", "--width=2000", "--tau=6", "--lr=0.01"],
                           30000)
         return out

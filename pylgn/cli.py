@@ -462,7 +462,9 @@ def gate_histogram(layer, top=8):
     first (LogicConv2d: the kernels' gates, counted once, not per position)."""
     import numpy as np
     from . import gates
-    levels = [layer] if hasattr(layer, "discrete_table") else getattr(layer, "levels", [])
+    from .conv import LogicConv2d
+    levels = [layer] if hasattr(layer, "discrete_table") else \
+        layer.levels if isinstance(layer, LogicConv2d) else []    # (a thermometer has levels too)
     counts = {}
     for lv in levels:
         codes = gates.table_class(lv.backend.to_host(lv.discrete_table()))

@@ -90,3 +90,6 @@ def test_cli_learn_thresholds_train_eval(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "checkpoint.h5"), "--json"]) == 0
     ev = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert ev["test_accuracy_discrete"] == res["test_accuracy_discrete"] > 0.5
+    assert main(["info", str(tmp_path / "checkpoint.h5"), "--json"]) == 0     # its layer has
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])       # levels, no gates
+    assert info["in_dim"] == 64 and info["gates"] == 600

@@ -531,9 +531,12 @@ def cmd_export(args):
         with atomic_path(args.output) as tmp, open(tmp, "w") as f:
             f.write(text)
     thresholds = ckpt.meta.get("thresholds")
+    encoding = "" if not thresholds else \
+        f" (thermometer, {thresholds} thresholds per value)" if ckpt.model.encoder is None else \
+        (f" (learned thermometer, {thresholds} thresholds per value: the file does not hold "
+         f"them; the bits are pylgn.load(checkpoint).model.encoder.encode(x))")
     print(f"{args.output}: {args.format}, {circuit.num_gates} gates (trained: {before}), "
-          f"{circuit.in_dim} input bits"
-          + (f" (thermometer, {thresholds} thresholds per value)" if thresholds else ""))
+          f"{circuit.in_dim} input bits{encoding}")
 
 
 def _export_synth(args, circuit, before):

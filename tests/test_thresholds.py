@@ -93,3 +93,7 @@ def test_cli_learn_thresholds_train_eval(tmp_path, capsys):
     assert main(["info", str(tmp_path / "checkpoint.h5"), "--json"]) == 0     # its layer has
     info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])       # levels, no gates
     assert info["in_dim"] == 64 and info["gates"] == 600
+    assert main(["export", str(tmp_path / "checkpoint.h5"), "--format", "c", "-o",
+                 str(tmp_path / "net.c")]) == 0
+    assert "learned thermometer" in capsys.readouterr().out                  # says where the
+    assert (tmp_path / "net.c").stat().st_size > 0                           # bits come from

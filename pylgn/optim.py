@@ -1,4 +1,6 @@
 """Adam over the model's flat parameter buffer: a pure update over flat arrays plus its state."""
+import numpy as np
+
 from ._checks import check_float
 
 
@@ -40,11 +42,28 @@ class Adam:
         if self.device != self.model.device:
             raise RuntimeError(f"Adam.step: the optimizer state is on {self.device!r}, the model on "
                                f"{self.model.device!r}; move both with model.to(device, optimizer=opt)")
+        self._check_grads()
         self.t += 1
         b1, b2 = self.betas
         self.model.backend.kernels.adam_step(self.model.params, self.model.grads, self.m, self.v,
                                              self.lr, b1, b2, self.eps, self.weight_decay, self.t)
 
+    def _check_grads(self):
+        """Refuse non-finite gradients before anything changes: one sum over the flat buffer
+        (NaN and inf propagate; on a device, one synchronisation), and only when it is not
+        finite (or overflowed) a per-layer look that names the first offending layer."""
+        grads = self.model.grads
+        with np.errstate(over="ignore", invalid="ignore"):
+            if grads.size == 0 or np.isfinite(float(grads.sum())):
+                return
+        host, off = self.model.backend.to_host, 0
+        for i, layer in enumerate(self.model.layers):
+            n = layer.n_params
+            if n and not np.isfinite(host(grads[off:off + n])).all():
+                raise ValueError(f"Adam.step: the gradient of layers[{i}] "
+                                 f"({type(layer).__name__}) contains NaN or inf; the parameters "
+                                 f"and moments were left unchanged")
+            off += n
     def zero_grad(self):
         self.model.zero_grad()
 

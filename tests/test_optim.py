@@ -86,3 +86,27 @@ def test_scheduled_lr_formulas():
     assert scheduled_lr(0.1, 4, 100, "cosine", warmup=4) == pytest.approx(0.1)
     with pytest.raises(ValueError, match="lr_schedule"):
         scheduled_lr(0.1, 0, 10, "step")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_step_refuses_non_finite_gradients_and_keeps_state(bad):
+    model = small_model()
+    opt = pylgn.Adam(model, lr=0.05)
+    model.grads[:] = 0.1
+    opt.step()                                     # moments now non-zero
+    before = [a.copy() for a in (model.params, opt.m, opt.v)]
+    model.grads[:] = 0.1
+    model.grads[model.layers[0].n_params + 3] = bad          # inside layers[1]
+    with pytest.raises(ValueError, match=r"layers\[1\] \(LogicLayer\).*NaN or inf"):
+        opt.step()
+    for a, b in zip((model.params, opt.m, opt.v), before):
+        np.testing.assert_array_equal(a, b)
+    assert opt.t == 1
+
+
+def test_step_accepts_finite_gradients_whose_sum_overflows():
+    model = small_model(dtype=np.float32)
+    opt = pylgn.Adam(model, lr=0.01)
+    model.grads[:] = 3e38                          # the float32 sum overflows; each is finite
+    opt.step()
+    assert np.isfinite(model.params).all() and opt.t == 1

@@ -7,7 +7,9 @@ Layout (format ``pylgn-checkpoint``, version 1; every dataset gzip-compressed)::
     /layers/000, ...  one group per layer, attrs: config (JSON);
                       layers with parameters: dataset weights (LogicLayer: (out_dim, params per
                       gate)) and their wiring: connections (arity, out_dim) or, for LogicConv2d,
-                      leaves (out_channels, leaves, 3)
+                      leaves (out_channels, leaves, 3); a LogicLayer with learned wiring also
+                      holds candidates (arity * out_dim, C) and choice (its logits, same shape),
+                      and its connections are the argmax wiring at save time
     /optimizer        attrs: type ("Adam"), config (JSON), t; datasets m, v (flat, the layout of
                       model.params: the layers' weights concatenated in order)
     /trainer          attrs: state (JSON: RNG state, data position, step, history, ...);
@@ -181,6 +183,9 @@ def _write_layers(group, model):
         for name in WIRING:
             if getattr(layer, name, None) is not None:
                 g.create_dataset(name, data=host(getattr(layer, name)), **_COMPRESS)
+        if getattr(layer, "learned", False):
+            g.create_dataset("candidates", data=host(layer.candidates), **_COMPRESS)
+            g.create_dataset("choice", data=host(layer.theta), **_COMPRESS)
 
 
 def _write_optimizer(group, opt):
@@ -330,17 +335,24 @@ def _check_sizes(f, layers, path):
                 raise ValueError(f"{path}: missing group '/layers/{i:03d}'")
             if "weights" not in g:
                 raise ValueError(f"{path}: missing dataset '/layers/{i:03d}/weights'")
-            held = g["weights"].size
+            held = g["weights"].size + (g["choice"].size if "choice" in g else 0)
             if held != layer.n_params:
                 raise ValueError(f"{path}: layers[{i}] declares {layer.n_params} parameters, "
                                  f"the file holds {held}")
 
 
 def _restore_layer(layer, g, path, backend):
-    weights = _dataset(g, "weights", path, layer.weights.shape)
-    if weights.dtype.kind != "f" or not np.isfinite(weights).all():
-        raise ValueError(f"{path}: '{g.name}/weights' must be finite floats")
-    layer.weights[...] = backend.asarray(weights, dtype=layer.weights.dtype)
+    _restore_floats(layer.weights, g, "weights", path, backend)
+    if getattr(layer, "learned", False):
+        _restore_floats(layer.theta, g, "choice", path, backend)
+        cand = _dataset(g, "candidates", path, layer.candidates.shape)
+        if cand.dtype.kind not in "iu":
+            raise ValueError(f"{path}: '{g.name}/candidates' must hold integers, got {cand.dtype}")
+        try:
+            layer.bind(backend, layer.block, layer.block_grad, cand)
+        except ValueError as e:
+            raise ValueError(f"{path}: '{g.name}/candidates' is invalid: {e}") from None
+        return
     for name in WIRING:
         if getattr(layer, name, None) is not None:
             wiring = _dataset(g, name, path, backend.to_host(getattr(layer, name)).shape)
@@ -351,6 +363,14 @@ def _restore_layer(layer, g, path, backend):
                 layer.bind(backend, layer.weights, layer.grad, wiring)
             except ValueError as e:
                 raise ValueError(f"{path}: '{g.name}/{name}' is invalid: {e}") from None
+
+
+def _restore_floats(view, g, name, path, backend):
+    """view[...] = the finite float dataset g/name of the view's shape."""
+    data = _dataset(g, name, path, view.shape)
+    if data.dtype.kind != "f" or not np.isfinite(data).all():
+        raise ValueError(f"{path}: '{g.name}/{name}' must be finite floats")
+    view[...] = backend.asarray(data, dtype=view.dtype)
 
 
 def _read_optimizer(g, path, model):

@@ -5,13 +5,15 @@ flat parameter buffers); ``weights`` and ``grad`` are views into those buffers.
 """
 import numpy as np
 
-from . import gates, gumbel
+from . import choice as choices, gates, gumbel
 from ._checks import check_choice, check_float, check_int, check_rows
 from .estimators import ESTIMATORS, rho, rho_grad
 from .init import INITS, init_iwp, init_op, target_table
 from .wiring import CONNECTIONS, make_connections, reverse_index
 
 PARAMS = ("iwp", "op")
+#: the wiring of a logic layer: fixed (pylgn.wiring) or learned among candidates (pylgn.choice)
+LAYER_CONNECTIONS = CONNECTIONS + ("learned",)
 
 
 class LogicLayer:
@@ -21,11 +23,16 @@ class LogicLayer:
     OP (arity 2): 16 logits per gate, table omega = softmax(W) @ OP_TABLES.
     Relaxed output: the multilinear extension of omega at the inputs; discretized output: the
     truth table [omega >= 0.5] (IWP) or the argmax gate (OP) applied to the inputs as bits.
+
+    ``connections="learned"``: each gate input chooses its source among ``candidates`` rows (an
+    int >= 2, or "all" inputs, as DWN's learnable mapping of a first layer), relaxed by
+    ``choice`` ("ste": straight-through argmax; "softmax": a mixture at temperature
+    ``choice_tau``); see pylgn.choice. In eval and in circuits it is the argmax wiring.
     """
 
     def __init__(self, in_dim, out_dim, arity=2, param="iwp", estimator="sin", init="residual",
                  connections="random", grad_factor=1.0, sigma=None, shift=None, init_target="a",
-                 gumbel=None):
+                 gumbel=None, candidates=8, choice="ste", choice_tau=1.0):
         self.in_dim = check_int("in_dim", in_dim, 1)
         self.out_dim = check_int("out_dim", out_dim, 1)
         self.arity = check_int("arity", arity, 1, 6)
@@ -34,7 +41,14 @@ class LogicLayer:
             raise ValueError(f"arity: param='op' supports arity 2 only, got {arity}")
         self.estimator = check_choice("estimator", estimator, ESTIMATORS)
         self.init = check_choice("init", init, INITS)
-        self.connections_kind = check_choice("connections", connections, CONNECTIONS)
+        self.connections_kind = check_choice("connections", connections, LAYER_CONNECTIONS)
+        self.learned = connections == "learned"
+        if candidates == "all":
+            candidates = self.in_dim
+        self.candidates_count = (check_int("candidates", candidates, 2, self.in_dim)
+                                 if self.learned else None)
+        self.choice = check_choice("choice", choice, choices.CHOICES)
+        self.choice_tau = check_float("choice_tau", choice_tau, 0.0, low_open=True)
         self.grad_factor = check_float("grad_factor", grad_factor)
         self.sigma = None if sigma is None else check_float("sigma", sigma, 0.0)
         self.shift = None if shift is None else check_float("shift", shift)
@@ -43,7 +57,8 @@ class LogicLayer:
         self.gumbel = None if not gumbel else check_float("gumbel", gumbel, 0.0, low_open=True)
         self.noise_key = None        # (seed, layer, step, micro) during a Gumbel training step
         self._sampled = None
-        self.connections = self.weights = self.grad = None
+        self._conn = self.weights = self.grad = None
+        self.candidates = self.theta = self.theta_grad = None
         self.backend = None
         self._saved = None
 
@@ -52,8 +67,34 @@ class LogicLayer:
         return 16 if self.param == "op" else 2 ** self.arity
 
     @property
+    def n_choice_params(self):
+        """Choice logits: arity * out_dim slots x candidates (0 with fixed wiring)."""
+        return self.arity * self.out_dim * self.candidates_count if self.learned else 0
+
+    @property
     def n_params(self):
-        return self.out_dim * self.n_params_per_gate
+        return self.out_dim * self.n_params_per_gate + self.n_choice_params
+
+    @property
+    def param_shape(self):
+        """Shape of the parameter block ``bind`` takes: (out_dim, params per gate), or flat
+        (n_params,) with learned wiring (the gate weights, then the choice logits)."""
+        return (self.n_params,) if self.learned else (self.out_dim, self.n_params_per_gate)
+
+    @property
+    def connections(self):
+        """(arity, out_dim) int array: which inputs each gate reads (with learned wiring, the
+        argmax of its choice logits now)."""
+        if not self.learned or self.candidates is None:
+            return self._conn
+        chosen = choices.argmax_rows(self.candidates, self.theta, self.backend.xp)
+        return self.backend.xp.ascontiguousarray(chosen.reshape(self.out_dim, self.arity).T)
+
+    @property
+    def wiring(self):
+        """What ``bind`` takes back (checkpoints store it): the candidates (arity * out_dim, C)
+        with learned wiring, else the connections."""
+        return self.candidates if self.learned else self._conn
 
     def config(self):
         """Constructor arguments (what a checkpoint stores to rebuild the layer)."""
@@ -61,7 +102,9 @@ class LogicLayer:
                     param=self.param, estimator=self.estimator, init=self.init,
                     connections=self.connections_kind, grad_factor=self.grad_factor,
                     sigma=self.sigma, shift=self.shift, init_target=self.init_target,
-                    gumbel=self.gumbel)
+                    gumbel=self.gumbel, **(dict(candidates=self.candidates_count,
+                                                choice=self.choice, choice_tau=self.choice_tau)
+                                           if self.learned else {}))
 
     def initial_weights(self, rng):
         """Fresh parameters (out_dim, params per gate) float64 from ``rng``."""
@@ -72,24 +115,50 @@ class LogicLayer:
                         self.shift, self.init_target, rng)
 
     def bind(self, backend, weights, grad, connections):
-        """Attach the parameter/gradient views and the wiring (arity, out_dim)."""
+        """Attach the parameter/gradient blocks (``param_shape``) and the wiring: connections
+        (arity, out_dim), or with learned wiring the candidates (arity * out_dim, C)."""
         self.backend = backend
-        self.weights, self.grad = weights, grad
+        shape = (self.arity, self.out_dim) if not self.learned else \
+            (self.arity * self.out_dim, self.candidates_count)
         conn = np.asarray(connections)                   # range-checked before the int32 cast
-        if conn.dtype.kind not in "iu" or conn.shape != (self.arity, self.out_dim) \
+        if conn.dtype.kind not in "iu" or conn.shape != shape \
                 or conn.min() < 0 or conn.max() >= self.in_dim:
-            raise ValueError(f"connections: expected ints in [0, {self.in_dim}) of shape "
-                             f"({self.arity}, {self.out_dim})")
+            raise ValueError(f"{'candidates' if self.learned else 'connections'}: expected ints "
+                             f"in [0, {self.in_dim}) of shape {shape}")
         conn = np.ascontiguousarray(conn, dtype=np.int32)
-        rev_ptr, rev_idx = reverse_index(conn, self.in_dim)
-        self.connections = backend.asarray(conn)
-        self._rev = backend.asarray(rev_ptr), backend.asarray(rev_idx)
+        self.block, self.block_grad = weights, grad
         self._op_tables = backend.asarray(gates.OP_TABLES, dtype=weights.dtype)
+        if self.learned:
+            self._bind_choice(backend, weights, grad, conn)
+            return
+        self.weights, self.grad = weights, grad
+        rev_ptr, rev_idx = reverse_index(conn, self.in_dim)
+        self._conn = backend.asarray(conn)
+        self._rev = backend.asarray(rev_ptr), backend.asarray(rev_idx)
+
+    def _bind_choice(self, backend, weights, grad, cand):
+        """Learned wiring: split the flat blocks into gate weights (out_dim, params per gate) and
+        choice logits (slots, C); the gate kernels read the slot rows through identity wiring."""
+        G, n, P = self.out_dim, self.arity, self.n_params_per_gate
+        self.weights, self.grad = weights[:G * P].reshape(G, P), grad[:G * P].reshape(G, P)
+        self.theta = weights[G * P:].reshape(G * n, -1)
+        self.theta_grad = grad[G * P:].reshape(G * n, -1)
+        self.candidates = backend.asarray(cand)
+        ident = np.arange(G * n, dtype=np.int32).reshape(G, n).T.copy()     # slot g*n + k
+        self._ident = backend.asarray(ident)
+        self._rev = tuple(backend.asarray(a) for a in reverse_index(ident, G * n))
+        self._cand_rev = None                       # built on the first backward that needs dx
 
     def build(self, rng, backend, weights, grad):
         """Draw wiring and initial parameters from ``rng`` into the given views."""
-        conn = make_connections(self.connections_kind, self.in_dim, self.out_dim, self.arity, rng)
-        weights[...] = backend.asarray(self.initial_weights(rng), dtype=weights.dtype)
+        conn = make_connections(self.connections_kind if not self.learned else "random",
+                                self.in_dim, self.out_dim, self.arity, rng)
+        init = self.initial_weights(rng)
+        if self.learned:
+            conn = choices.draw_candidates(conn.T.ravel(), self.in_dim, self.candidates_count, rng)
+            init = np.concatenate([init.ravel(),
+                                   choices.initial_logits(*conn.shape, rng).ravel()])
+        weights[...] = backend.asarray(init.reshape(weights.shape), dtype=weights.dtype)
         self.bind(backend, weights, grad, conn)
 
     # relaxed table and its Jacobian, side by side ------------------------------------------
@@ -146,9 +215,17 @@ class LogicLayer:
         xp, k = self.backend.xp, self.backend.kernels
         check_rows("x", x, self.in_dim)
         y = xp.empty((self.out_dim, x.shape[1]), dtype=x.dtype)
-        if train:
+        if train and self.learned:
             table = self.step_state(x.dtype)
-            k.gate_forward(x, self.connections, table, y)
+            route = xp.ascontiguousarray(
+                choices.route(self.choice, self.theta, self.choice_tau, xp), dtype=x.dtype)
+            xs = xp.empty((self.theta.shape[0], x.shape[1]), dtype=x.dtype)
+            k.choice_forward(x, self.candidates, route, xs)
+            k.gate_forward(xs, self._ident, table, y)
+            self._saved = (x, table, xs, route)
+        elif train:
+            table = self.step_state(x.dtype)
+            k.gate_forward(x, self._conn, table, y)
             self._saved = (x, table)
         else:
             table = xp.ascontiguousarray(self.discrete_table(), dtype=x.dtype)
@@ -161,15 +238,39 @@ class LogicLayer:
         if self._saved is None:
             raise RuntimeError("backward: call forward in train mode first")
         xp, k = self.backend.xp, self.backend.kernels
-        x, table = self._saved
+        x, table = self._saved[:2]
         check_rows("dy", dy, self.out_dim, x.shape[1], x.dtype)
+        if self.learned:
+            return self._backward_choice(dy, need_dx)
         dtable = xp.empty(table.shape, dtype=x.dtype)
-        k.gate_backward_table(x, self.connections, dy, dtable)
+        k.gate_backward_table(x, self._conn, dy, dtable)
         self.grad += self.table_backward(dtable)
         if not need_dx:
             return None
         dx = xp.empty_like(x)
-        k.gate_backward_inputs(x, self.connections, *self._rev, table, dy, self.grad_factor, dx)
+        k.gate_backward_inputs(x, self._conn, *self._rev, table, dy, self.grad_factor, dx)
+        return dx
+
+    def _backward_choice(self, dy, need_dx):
+        """Learned wiring: the gate gradients on the slot rows xs, the slot gradients
+        gs = dL/dxs, then the choice logits' gradient and dL/dx through the route."""
+        xp, k = self.backend.xp, self.backend.kernels
+        x, table, xs, route = self._saved
+        dtable = xp.empty(table.shape, dtype=x.dtype)
+        k.gate_backward_table(xs, self._ident, dy, dtable)
+        self.grad += self.table_backward(dtable)
+        gs = xp.empty_like(xs)
+        k.gate_backward_inputs(xs, self._ident, *self._rev, table, dy, 1.0, gs)
+        corr = xp.empty(route.shape, dtype=x.dtype)
+        k.choice_backward(x, self.candidates, gs, corr)
+        self.theta_grad += choices.theta_grad(self.choice, corr, route, xs, gs, self.choice_tau, xp)
+        if not need_dx:
+            return None
+        if self._cand_rev is None:
+            rev = reverse_index(self.backend.to_host(self.candidates).reshape(1, -1), self.in_dim)
+            self._cand_rev = tuple(self.backend.asarray(a) for a in rev)
+        dx = xp.empty_like(x)
+        k.choice_backward_inputs(gs, *self._cand_rev, route, self.grad_factor, dx)
         return dx
 
     # the tiled training step (pylgn.tiling): same kernels, serial, on one tile of samples ------

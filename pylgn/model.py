@@ -44,8 +44,7 @@ class Sequential:
         for layer in self.layers:
             layer.backend = self.backend
             if layer.n_params:          # LogicLayer: (gates, params per gate); others: flat
-                shape = ((layer.out_dim, layer.n_params_per_gate) if isinstance(layer, LogicLayer)
-                         else (layer.n_params,))
+                shape = layer.param_shape if isinstance(layer, LogicLayer) else (layer.n_params,)
                 w = self.params[off:off + layer.n_params].reshape(shape)
                 g = self.grads[off:off + layer.n_params].reshape(shape)
                 layer.build(rng, self.backend, w, g)
@@ -71,10 +70,12 @@ class Sequential:
             for layer in self.layers:
                 layer.backend, layer._saved = backend, None
                 if layer.n_params:
-                    n, shape = layer.n_params, layer.weights.shape
+                    n = layer.n_params
+                    shape = getattr(layer, "param_shape", layer.weights.shape)
+                    wiring = getattr(layer, "wiring", layer.connections)
                     layer.bind(backend, self.params[off:off + n].reshape(shape),
                                self.grads[off:off + n].reshape(shape),
-                               None if layer.connections is None else old.to_host(layer.connections))
+                               None if wiring is None else old.to_host(wiring))
                     off += n
             self.backend, self._batch, self._tiled = backend, None, None
         if optimizer is not None:

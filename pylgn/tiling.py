@@ -206,9 +206,10 @@ def _rows(layer):
 
 
 def supports(layer):
-    """Whether ``layer`` has the tiled-step methods."""
-    return all(hasattr(layer, m) for m in ("step_state", "step_acc_shape", "forward_tile",
-                                            "backward_tile", "step_grad"))
+    """Whether ``layer`` has the tiled-step methods (learned wiring has none)."""
+    return not getattr(layer, "learned", False) and all(
+        hasattr(layer, m) for m in ("step_state", "step_acc_shape", "forward_tile",
+                                    "backward_tile", "step_grad"))
 
 
 def plan(model, tile=None):

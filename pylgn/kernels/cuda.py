@@ -414,6 +414,54 @@ def _group_sum_backward_kernel(dout, B, m, tau, dx):
             dx[j * B + s] = dout[c * B + s] / tau
 
 
+# learned connections (see pylgn.kernels.cpu: slots j choose among candidate rows cand[j, :]) -----
+
+@cuda.jit
+def _choice_forward_kernel(x, B, cand, route, xs):
+    j0, js, lane = _warp_row()
+    for j in range(j0, cand.shape[0], js):
+        for s in range(lane, B, WARP):
+            acc = xs[0] * 0
+            for c in range(cand.shape[1]):
+                w = route[j, c]
+                if w != 0:
+                    acc += w * x[cand[j, c] * B + s]
+            xs[j * B + s] = acc
+
+
+@cuda.jit
+def _choice_backward_kernel(x, B, cand, gs, corr):
+    j0, js, lane = _warp_row()
+    for j in range(j0, cand.shape[0], js):
+        for c in range(cand.shape[1]):
+            off = cand[j, c] * B
+            acc = gs[0] * 0
+            for s in range(lane, B, WARP):
+                acc += x[off + s] * gs[j * B + s]
+            d = WARP // 2
+            while d > 0:                                   # butterfly: every lane ends with the sum
+                acc += cuda.shfl_xor_sync(FULL_MASK, acc, d)
+                d //= 2
+            if lane == 0:
+                corr[j, c] = acc
+
+
+@cuda.jit
+def _choice_backward_inputs_kernel(gs, B, rev_ptr, rev_idx, route, grad_factor, dx):
+    C = route.shape[1]
+    i0, is_, lane = _warp_row()
+    for i in range(i0, rev_ptr.shape[0] - 1, is_):
+        for s in range(lane, B, WARP):
+            acc = dx[0] * 0
+            for p in range(rev_ptr[i], rev_ptr[i + 1]):
+                e = rev_idx[p]
+                j = e // C
+                w = route[j, e - j * C]
+                if w != 0:
+                    acc += w * gs[j * B + s]
+            dx[i * B + s] = grad_factor * acc
+
+
 # launchers with the CPU kernels' signatures ----------------------------------------------------
 
 def _launch(kernel, rows, *args):
@@ -512,3 +560,23 @@ def group_sum_backward(dout, tau, dx):
     m = dx.shape[0] // dout.shape[0]
     _launch(_group_sum_backward_kernel, dx.shape[0], _flat(dout), dx.shape[1], m,
             dout.dtype.type(tau), _flat(dx))
+
+
+def choice_forward(x, cand, route, xs):
+    """Slot rows: xs[j, s] = sum_c route[j, c] * x[cand[j, c], s] (terms with route 0 skipped)."""
+    _launch(_choice_forward_kernel, cand.shape[0], _flat(x), x.shape[1], _dev(cand), _dev(route),
+            _flat(xs))
+
+
+def choice_backward(x, cand, gs, corr):
+    """corr[j, c] = sum_s x[cand[j, c], s] gs[j, s]: a warp per slot, lanes over the batch, a
+    shuffle butterfly per candidate (fixed order, deterministic)."""
+    _launch(_choice_backward_kernel, cand.shape[0], _flat(x), x.shape[1], _dev(cand), _flat(gs),
+            _dev(corr))
+
+
+def choice_backward_inputs(gs, rev_ptr, rev_idx, route, grad_factor, dx):
+    """dx[i, s] = grad_factor * sum_{(j, c): cand[j, c] = i} route[j, c] * gs[j, s], gathered per
+    input row through ``rev_idx[rev_ptr[i]:rev_ptr[i+1]]`` (entries j*C + c)."""
+    _launch(_choice_backward_inputs_kernel, dx.shape[0], _flat(gs), gs.shape[1], _dev(rev_ptr),
+            _dev(rev_idx), _dev(route), dx.dtype.type(grad_factor), _flat(dx))

@@ -43,7 +43,7 @@ def atomic_path(path, need_bytes=0):
     ``path`` (then fsyncs the folder). On an exception the temporary file is removed. Temporary
     files of earlier writes to ``path`` that were killed (untouched for STALE_SECONDS) are
     removed first; ``need_bytes`` > the free space of the folder is refused before writing."""
-    path = os.fspath(path)
+    path = _check_target(path)
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
@@ -73,6 +73,51 @@ def atomic_path(path, need_bytes=0):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _check_target(path):
+    """``path`` as a str, refused when empty or a folder (a rename onto it would fail later,
+    naming a temporary file)."""
+    path = os.fspath(path)
+    if not isinstance(path, str) or not path.strip():
+        raise ValueError(f"path: expected a file path, got {path!r}")
+    if os.path.isdir(path):
+        raise ValueError(f"path: {path} is a folder; expected a file path (nothing was written)")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_hdf5(path):
+    """Yields a new HDF5 file built in memory; on normal exit its bytes are written to ``path``
+    with ``write_atomic``. HDF5 never writes to disk itself, so a disk that fills up gives an
+    OSError naming ``path`` (the previous file kept), not a crash inside the HDF5 library."""
+    import h5py
+    path = _check_target(path)
+    with h5py.File(f"{path}.in-memory", "w", driver="core",
+                   backing_store=False) as f:
+        yield f
+        f.flush()
+        image = f.id.get_file_image()
+    write_atomic(path, image)
+
+
+def write_atomic(path, data):
+    """Write ``data`` (bytes or str) to ``path`` through ``atomic_path``: the free space is
+    checked against its size first, and a failed write (a full disk) raises an OSError naming
+    ``path`` and leaves the previous file in place."""
+    if isinstance(data, str):
+        data = data.encode()
+    view = memoryview(data)
+    with atomic_path(path, need_bytes=len(view)) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC)
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as e:
+            raise OSError(e.errno, f"{path}: could not be written ({e.strerror or e}); the "
+                                   f"previous file, if any, is kept") from None
+        finally:
+            os.close(fd)
 
 
 #: A temporary file of an atomic write untouched this long is a killed write's leftover.
@@ -123,7 +168,6 @@ class Checkpoint:
 def save(path, model, optimizer=None, step=None, trainer_state=None, **meta):
     """Write a checkpoint atomically. ``step`` defaults to the optimizer's step count (else 0);
     ``meta``: JSON-serializable extra information (dataset, encoding, ...)."""
-    import h5py
     from . import __version__
     from .model import Sequential
     if not isinstance(model, Sequential):
@@ -137,8 +181,7 @@ def save(path, model, optimizer=None, step=None, trainer_state=None, **meta):
     except TypeError as e:
         raise TypeError(f"meta: {e}") from None
     _check_savable(model, optimizer)
-    need = model.params.nbytes * (3 if optimizer is not None else 1) + (1 << 20)
-    with atomic_path(path, need_bytes=need) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_hdf5(path) as f:
         f.attrs.update(format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION,
                        pylgn_version=__version__, step=int(step), device=model.device,
                        model_config=to_json(model.config()), meta=meta_json)

@@ -34,6 +34,7 @@ def main(argv=None):
         args = parser.parse_args(argv)
         if args.command is None:
             args = parser.parse_args(["train"] + list(argv or []))
+        check_outputs(args)
         return args.run(args) or 0
     except MemoryError:
         print("pylgn: error: out of memory (reduce --width, --layers or --batch-size)",
@@ -50,6 +51,79 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("pylgn: interrupted", file=sys.stderr)
         return 130
+
+
+# outputs against inputs --------------------------------------------------------------------------
+
+def _train_out(args):
+    """The output folder of ``pylgn train``: --out, else the --resume folder, else runs/<dataset>."""
+    if args.out is not None:
+        return args.out
+    if args.resume:
+        return os.path.dirname(args.resume) or "."
+    return os.path.join("runs", os.path.splitext(os.path.basename(args.dataset or
+                                                                  DEFAULT_DATASET))[0])
+
+
+#: The files ``pylgn train`` writes into its output folder.
+TRAIN_FILES = ("checkpoint.h5", "best.h5", "history.json")
+
+
+def _io(args):
+    """(inputs, outputs) of a command: [(flag, path)] of the files it reads and writes."""
+    if args.command == "export":
+        return [("checkpoint", args.checkpoint)], [("-o", args.output)]
+    if args.command == "train":
+        out = _train_out(args)
+        inputs = [("--resume", args.resume), ("--dataset", args.dataset)]
+        return ([(k, v) for k, v in inputs if v and os.path.isfile(v)],
+                [("--out", out)] + [("--out", os.path.join(out, f)) for f in TRAIN_FILES])
+    return [], []
+
+
+def _same(a, b):
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)         # hard links
+    except OSError:
+        return False
+
+
+def check_outputs(args):
+    """Every output path is resolved against the inputs before anything is written: an empty
+    path, an output that is an input (a link to it included), a file where a folder is
+    expected and vice versa, and ``train`` onto a folder holding another run's checkpoint
+    (unless it is the --resume checkpoint, or --overwrite) are refused."""
+    inputs, outputs = _io(args)
+    for flag, path in outputs:
+        if not path or not path.strip():
+            raise UsageError(f"{flag}: expected a path, got {path!r}")
+        for in_flag, src in inputs:
+            resumed = in_flag == "--resume" and os.path.basename(path) == "checkpoint.h5"
+            if _same(path, src) and not resumed:        # a resumed run continues its own file
+                raise UsageError(f"{flag} {path}: is the input {in_flag} {src}; refusing to "
+                                 f"overwrite it (nothing was written)")
+    if args.command == "export":
+        if os.path.isdir(args.output) or args.output.endswith(("/", os.sep)):
+            raise UsageError(f"-o {args.output}: is a folder; expected a file path")
+    elif args.command == "train":
+        _check_train_out(args, _train_out(args))
+
+
+def _check_train_out(args, out):
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out}: is a file; expected a folder")
+    for name in TRAIN_FILES:
+        path = os.path.join(out, name)
+        if os.path.isdir(path):
+            raise UsageError(f"--out {out}: {path} is a folder; expected a file or nothing")
+    ckpt = os.path.join(out, "checkpoint.h5")
+    if os.path.exists(ckpt) and not args.overwrite and not (args.resume and
+                                                              _same(args.resume, ckpt)):
+        raise UsageError(f"--out {out}: holds the checkpoint of another run ({ckpt}); continue "
+                         f"it with --resume {ckpt}, pick another --out, or pass --overwrite to "
+                         f"replace it")
 
 
 # parser ----------------------------------------------------------------------------------------
@@ -120,6 +194,8 @@ def _build_parser():
     t.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     t.add_argument("--out", help="output folder (default runs/<dataset>, or the --resume folder)")
     t.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace the files of another run in the --out folder (refused otherwise)")
     t.add_argument("--keep-best", action="store_true",
                    help="also keep DIR/best.h5, the checkpoint of the best discretized test accuracy")
     t.add_argument("--distributed", choices=("auto", "off", "mpi", "nccl"), default="auto",
@@ -331,9 +407,7 @@ def _setup(args, comm=None):
                       seed=cfg["seed"], lr_schedule=schedule, comm=comm)
     if ckpt is not None:
         trainer.load_state(ckpt.trainer_state)
-    out = args.out or (os.path.dirname(args.resume) if args.resume else
-                       os.path.join("runs", os.path.splitext(os.path.basename(cfg["dataset"]))[0]))
-    return ds, cfg, trainer, out
+    return ds, cfg, trainer, _train_out(args)
 
 
 def _communicator(args):

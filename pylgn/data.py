@@ -272,8 +272,7 @@ def load_dataset(name, data_dir=None, target=None):
 
 def write_dataset(path, name, x_train, y_train, x_test, y_test, class_names, max_value=255):
     """Write the HDF5 dataset format (uint8 arrays, gzip) atomically."""
-    import h5py
-    from .checkpoint import atomic_path
+    from .checkpoint import atomic_hdf5
     max_value = check_int("max_value", max_value, 1, 255)
     for key, y in (("y_train", y_train), ("y_test", y_test)):
         y = np.asarray(y)
@@ -283,7 +282,7 @@ def write_dataset(path, name, x_train, y_train, x_test, y_test, class_names, max
             raise ValueError(f"{key}: labels must lie in [0, 255] to be stored as uint8")
     for key, x in (("x_train", x_train), ("x_test", x_test)):
         _check_raw(key, x, max_value)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_hdf5(path) as f:
         f.attrs.update(format=DATASET_FORMAT, version=DATASET_VERSION, name=name,
                        shape=list(np.asarray(x_train).shape[1:]), max_value=int(max_value),
                        class_names=json.dumps([str(c) for c in class_names]))

@@ -128,7 +128,9 @@ def test_warm_start_continues_the_same_network(iris):
     with pytest.raises(ValueError, match="y: warm_start"):
         clf.fit(X[y < 2], y[y < 2])
     cold = LogicGateClassifier(**TINY).fit(X, y)
-    assert np.array_equal(cold.fit(X, y).model_.params, cold.model_.params)
+    first, first_model = cold.model_.params.copy(), cold.model_
+    assert cold.fit(X, y).model_ is not first_model          # a cold refit builds a new network
+    assert np.array_equal(cold.model_.params, first)         # ... from the same seed
 
 
 # encoding ---------------------------------------------------------------------------------------
@@ -306,7 +308,7 @@ def test_cli_trains_and_evaluates_a_csv_table(iris_csv, tmp_path, capsys):
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert again["test_accuracy_discrete"] == res["test_accuracy_discrete"]
     assert main(["train", "--dataset", str(iris_csv), "--target", "species", "--width", "200",
-                 "--out", str(out), "--no-progress"]) == 2
+                 "--out", str(out), "--no-progress", "--overwrite"]) == 2
     assert "--width: must be a multiple of the 3 classes" in capsys.readouterr().err
 
 

@@ -32,6 +32,15 @@ INIT_LEAD = 1.0
 INIT_SPREAD = 0.1
 
 
+def first_wiring(in_dim, G, n, rng):
+    """(G * n,) the initial source of each slot (slot g*n + k): the layer's random wiring
+    (pylgn.wiring: every input read) when G * n >= in_dim, else G * n distinct inputs."""
+    from .wiring import random_connections
+    if G * n >= in_dim:
+        return random_connections(in_dim, G, n, rng).T.ravel()
+    return rng.choice(in_dim, G * n, replace=False)
+
+
 def draw_candidates(first, in_dim, C, rng):
     """(S, C) int32 candidate rows per slot: column 0 = ``first`` (S,), the others drawn from
     stacked permutations of the inputs (each input in about (C - 1) S / in_dim pools); with

@@ -141,7 +141,9 @@ def _recipes_help():
 
 def _build_parser():
     from .estimators import ESTIMATORS
+    from .choice import CHOICES
     from .init import INITS
+    from .layers import LAYER_CONNECTIONS
     from .optim import SCHEDULES
     p = _Parser(prog="pylgn", description="Differentiable logic gate networks (IWP / OP).",
                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -164,6 +166,18 @@ def _build_parser():
     t.add_argument("--layers", type=int, help="logic layers")
     t.add_argument("--width", type=int, help="gates per layer")
     t.add_argument("--arity", type=int, help="inputs per gate, 1..6 (default 2)")
+    t.add_argument("--connections", choices=LAYER_CONNECTIONS,
+                   help="wiring of the dense layers: random (default), unique, or learned: each "
+                        "gate input chooses its source among --candidates rows (pylgn.choice)")
+    t.add_argument("--candidates", type=_candidates, metavar="C",
+                   help="with --connections learned: candidate sources per gate input, an int "
+                        ">= 2 or 'all' (default 8)")
+    t.add_argument("--choice", choices=CHOICES,
+                   help="with --connections learned: ste = straight-through argmax (default), "
+                        "softmax = a mixture in training, the argmax in eval")
+    t.add_argument("--learned-layers", choices=("all", "first"),
+                   help="with --connections learned: which dense layers learn their wiring "
+                        "(default all; first = the first only, as DWN's learnable mapping)")
     t.add_argument("--param", choices=("iwp", "op"), help="parametrization (default iwp)")
     t.add_argument("--init", choices=INITS, help="initialization (default residual)")
     t.add_argument("--estimator", choices=ESTIMATORS, help="IWP estimator (default sin)")
@@ -240,6 +254,19 @@ def _build_parser():
                    help="with --synth: registers every K gate levels (default: combinational)")
     x.set_defaults(run=cmd_export, json=False)
     return p
+
+
+def _candidates(text):
+    """--candidates: 'all' or an int >= 2."""
+    if text == "all":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int >= 2 or 'all', got {text!r}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected an int >= 2 or 'all', got {value}")
+    return value
 
 
 def _common(p, threads=False):
@@ -336,6 +363,9 @@ def build_layers(cfg, shape, classes):
         if len(shape) != 3:
             raise UsageError(f"--arch {cfg['arch']}: needs images (C, H, W), the dataset has "
                              f"samples of shape {shape}")
+        if cfg.get("connections", "random") != "random":
+            raise UsageError(f"--connections: a conv --arch draws its own tree leaves; "
+                             f"--connections {cfg['connections']} is for dense nets")
         return _encoder(cfg, shape) + build_arch(
             cfg["arch"], in_channels=shape[0] * cfg["thresholds"], classes=classes,
             in_size=shape[1:], tau=cfg["tau"], **kw)
@@ -344,8 +374,25 @@ def build_layers(cfg, shape, classes):
         raise UsageError(f"--width: must be a multiple of the {classes} classes (GroupSum), got "
                          f"{cfg['width']}; e.g. --width {-(-cfg['width'] // classes) * classes}")
     in_dim = int(np.prod(shape)) * cfg["thresholds"]
-    layers = [LogicLayer(in_dim if i == 0 else cfg["width"], cfg["width"], **kw) for i in range(n)]
+    layers = [LogicLayer(in_dim if i == 0 else cfg["width"], cfg["width"],
+                         **kw, **_wiring(cfg, i, in_dim if i == 0 else cfg["width"]))
+              for i in range(n)]
     return _encoder(cfg, shape) + layers + [GroupSum(classes, cfg["tau"])]
+
+
+def _wiring(cfg, i, in_dim):
+    """The wiring arguments of dense layer ``i``: learned (with its candidates and choice) when
+    --connections learned and --learned-layers covers it, else --connections (random for the
+    layers a learned first layer leaves fixed)."""
+    kind = cfg.get("connections", "random")
+    if kind != "learned":
+        return dict(connections=kind)
+    if cfg.get("learned_layers", "all") == "first" and i > 0:
+        return dict(connections="random")
+    cand = cfg.get("candidates", 8)
+    if cand != "all" and cand > in_dim:
+        raise UsageError(f"--candidates: {cand} is more than the {in_dim} inputs of layer {i}")
+    return dict(connections="learned", candidates=cand, choice=cfg.get("choice", "ste"))
 
 
 def _encoder(cfg, shape):

@@ -151,11 +151,14 @@ class LogicLayer:
 
     def build(self, rng, backend, weights, grad):
         """Draw wiring and initial parameters from ``rng`` into the given views."""
-        conn = make_connections(self.connections_kind if not self.learned else "random",
-                                self.in_dim, self.out_dim, self.arity, rng)
+        if not self.learned:
+            conn = make_connections(self.connections_kind, self.in_dim, self.out_dim, self.arity,
+                                    rng)
         init = self.initial_weights(rng)
         if self.learned:
-            conn = choices.draw_candidates(conn.T.ravel(), self.in_dim, self.candidates_count, rng)
+            conn = choices.draw_candidates(choices.first_wiring(self.in_dim, self.out_dim,
+                                                                self.arity, rng),
+                                           self.in_dim, self.candidates_count, rng)
             init = np.concatenate([init.ravel(),
                                    choices.initial_logits(*conn.shape, rng).ravel()])
         weights[...] = backend.asarray(init.reshape(weights.shape), dtype=weights.dtype)

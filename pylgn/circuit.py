@@ -228,7 +228,7 @@ class Circuit:
         if isinstance(path, h5py.Group):
             _write_group(self, path)
             return
-        from .checkpoint import atomic_path
+        from ._io import atomic_path
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             _write_group(self, f)
 
@@ -392,7 +392,7 @@ class Thermometer:
     """
 
     def __init__(self, shape, thresholds, crop=None, max_value=255):
-        from .data import cropped_shape
+        from ._io import cropped_shape
         self.shape = tuple(int(v) for v in np.atleast_1d(shape))
         self.thresholds = check_int("thresholds", thresholds, 1, 255)
         self.max_value = check_float("max_value", max_value, 0.0, low_open=True)

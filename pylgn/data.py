@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._checks import check_int
+from ._io import cropped_shape  # noqa: F401 (re-exported)
 
 DATASET_FORMAT = "pylgn-dataset"
 DATASET_VERSION = 1
@@ -95,17 +96,6 @@ def _check_raw(name, x, max_value):
         raise ValueError(f"{name}: values must lie in [0, {max_value}], got range "
                          f"[{int(x.min())}, {int(x.max())}]")
     return x
-
-
-def cropped_shape(shape, crop):
-    """Per-sample shape after ``centre_crop``: (C, crop, crop) for images, ``shape`` for None."""
-    if crop is None:
-        return tuple(shape)
-    crop = check_int("crop", crop, 1)
-    if len(shape) != 3 or crop > min(shape[1:]):
-        raise ValueError(f"crop: expected at most the image size {tuple(shape[1:])} of images "
-                         f"(C, H, W), got crop={crop} for samples of shape {tuple(shape)}")
-    return (shape[0], crop, crop)
 
 
 def centre_crop(x, crop):
@@ -272,7 +262,7 @@ def load_dataset(name, data_dir=None, target=None):
 
 def write_dataset(path, name, x_train, y_train, x_test, y_test, class_names, max_value=255):
     """Write the HDF5 dataset format (uint8 arrays, gzip) atomically."""
-    from .checkpoint import atomic_hdf5
+    from ._io import atomic_hdf5
     max_value = check_int("max_value", max_value, 1, 255)
     for key, y in (("y_train", y_train), ("y_test", y_test)):
         y = np.asarray(y)
@@ -302,7 +292,7 @@ def read_dataset(path):
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f]
             if missing:
                 raise ValueError(f"{path}: missing dataset(s) {missing}")
-            from .checkpoint import check_storage
+            from ._io import check_storage
             check_storage(f, path)
             arrays = {k: f[k][...] for k in ("x_train", "y_train", "x_test", "y_test")}
             for k in ("y_train", "y_test"):

@@ -151,7 +151,8 @@ class Circuit:
     def scores_raw(self, x, encoder):
         """``scores(encoder.encode(x))`` with the encoding fused into the kernel: each block of
         samples is thermometer-coded and packed straight from the raw uint8 data (see
-        ``Thermometer``); nothing of size (batch, in_dim) is built."""
+        ``pylgn.encoders``; any Encoder: uint8 data go through the fused kernel, other data
+        through ``encoder.encode``); nothing of size (batch, in_dim) is built on the fused path."""
         return self._run_raw(x, encoder, 1)
 
     def predict_raw(self, x, encoder):
@@ -159,22 +160,27 @@ class Circuit:
         return self._run_raw(x, encoder, 2)
 
     def _run_raw(self, x, encoder, mode):
-        if not isinstance(encoder, Thermometer):
-            raise TypeError(f"encoder: expected a pylgn.circuit.Thermometer, got {type(encoder)}")
+        from .encoders import Encoder
+        if not isinstance(encoder, Encoder):
+            raise TypeError(f"encoder: expected a pylgn.encoders.Encoder (Thermometer, "
+                            f"LearnedThermometer, QuantileEncoder), got {type(encoder)}")
         if encoder.in_dim != self.in_dim:
             raise ValueError(f"encoder: encodes {encoder.in_dim} features, the circuit reads "
                              f"{self.in_dim}")
         if self.k is None:
             raise ValueError("x: this circuit has no k (GroupSum); use evaluate() for bits")
+        raw = encoder.raw_uint8(x)
+        if raw is None:                       # floats, tables: the comparisons, then packing
+            return self._run(self.pack(encoder.encode(x)), self.k, mode=mode)
         import numba
+        from .encoders import words64
         from .kernels.packed import run_circuit
-        raw = encoder.raw(x)
         if self._enc_key is not encoder:
             self._enc, self._enc_key = encoder.plan(_read_inputs(self)), encoder
-        groups, vrow, ptr, thr, slot = self._enc
-        enc = (groups, vrow, ptr, encoder.cut_table(x)[thr], slot)
+        groups, vrow, ptr, entry, slot = self._enc
+        enc = (groups, vrow, ptr, encoder.cut_table(x)[entry].astype(np.int64), slot)
         return run_circuit(None, raw.shape[0], self.plan(), self.k, numba.get_num_threads(),
-                           mode=mode, raw=_words64(raw), enc=enc)
+                           mode=mode, raw=words64(raw), enc=enc)
 
     def plan(self):
         """The flat arrays the packed kernel runs (built once, cached)."""
@@ -204,6 +210,179 @@ class Circuit:
                            mode=mode)
 
     # -- simplification ---------------------------------------------------------------------
+
+    def simplify(self):
+        """A new Circuit computing the same outputs with fewer gates; its ``report`` gives gate
+        counts before/after (total and per level) and what each rule removed. See ``_simplify``."""
+        return _simplify(self)
+
+    # -- export -------------------------------------------------------------------------------
+
+    def to_c(self):
+        """One self-contained C file (bit-sliced uint64, straight-line code); see its header."""
+        return _to_c(self)
+
+    def to_verilog(self):
+        """One combinational Verilog module; see its header comment."""
+        return _to_verilog(self)
+
+    # -- files ----------------------------------------------------------------------------------
+
+    def save(self, path):
+        """Write to an HDF5 file (atomically: temp file + rename) or into an open h5py Group."""
+        import h5py
+        if isinstance(path, h5py.Group):
+            _write_group(self, path)
+            return
+        from ._io import atomic_path
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            _write_group(self, f)
+
+    @classmethod
+    def load(cls, path):
+        """Read a circuit written by ``save`` (a path or an h5py Group)."""
+        import h5py
+        if isinstance(path, h5py.Group):
+            return _read_group(cls, path)
+        try:
+            f = h5py.File(os.fspath(path), "r")
+        except (OSError, TypeError) as e:
+            raise ValueError(f"path: cannot read an HDF5 circuit from {path!r} ({e})") from None
+        with f:
+            return _read_group(cls, f)
+
+
+# -- construction and validation ------------------------------------------------------------
+
+def _layers_to_graph(in_dim, layers):
+    """Layer list -> (arity, sources, codes, outputs) with the global node numbering."""
+    if not isinstance(layers, (list, tuple)) or not layers:
+        raise ValueError("layers: expected a non-empty list of (connections, tables) pairs")
+    arity, sources, codes = [], [], []
+    prev_base, width, next_id = 0, in_dim, in_dim
+    for i, item in enumerate(layers):
+        if not isinstance(item, (list, tuple)) or len(item) != 2:
+            raise ValueError(f"layers[{i}]: expected a (connections, tables) pair")
+        conn, tab = _check_layer(i, item[0], item[1], width)
+        n, G = conn.shape
+        arity.append(np.full(G, n, dtype=np.uint8))
+        sources.append((conn.T.astype(np.int64) + prev_base).ravel())
+        codes.append(gates.table_class(tab))
+        prev_base, width, next_id = next_id, G, next_id + G
+    outputs = np.arange(prev_base, next_id)
+    return np.concatenate(arity), np.concatenate(sources), np.concatenate(codes), outputs
+
+
+def _check_layer(i, conn, tab, width):
+    conn, tab = np.asarray(conn), np.asarray(tab)
+    if conn.dtype.kind not in "iu" or conn.ndim != 2 or not 1 <= conn.shape[0] <= 6 \
+            or conn.shape[1] < 1:
+        raise ValueError(f"layers[{i}]: connections must be an int array (arity 1..6, gates >= 1), "
+                         f"got dtype {conn.dtype} shape {conn.shape}")
+    if conn.min() < 0 or conn.max() >= width:
+        raise ValueError(f"layers[{i}]: connections must lie in [0, {width}), got range "
+                         f"[{conn.min()}, {conn.max()}]")
+    n, G = conn.shape
+    if tab.shape != (G, 2 ** n):
+        raise ValueError(f"layers[{i}]: tables must have shape ({G}, {2 ** n}), got {tab.shape}")
+    if tab.dtype.kind not in "biu" or not np.isin(tab, (0, 1)).all():
+        raise ValueError(f"layers[{i}]: tables must hold 0/1 integers, got dtype {tab.dtype}")
+    return conn, tab
+
+
+def _check_graph(in_dim, arity, sources, codes, outputs):
+    arity, src = _int_array("arity", arity), _int_array("sources", sources)
+    codes, outputs = _int_array("codes", codes), _int_array("outputs", outputs)
+    G = arity.shape[0]
+    if G and (arity.min() < 1 or arity.max() > 6):
+        raise ValueError("arity: values must lie in [1, 6]")
+    ptr = np.zeros(G + 1, dtype=np.int64)
+    np.cumsum(arity, out=ptr[1:])
+    if src.shape[0] != ptr[-1]:
+        raise ValueError(f"sources: expected {ptr[-1]} entries (the sum of arity), "
+                         f"got {src.shape[0]}")
+    limit = in_dim + np.repeat(np.arange(G), arity)
+    if src.shape[0] and (src.min() < 0 or (src >= limit).any()):
+        raise ValueError("sources: gate g may read only inputs and gates before it "
+                         "(node < in_dim + g)")
+    if codes.shape[0] != G or (codes.shape[0] and codes.min() < 0):
+        raise ValueError(f"codes: expected {G} non-negative table codes")
+    codes = codes.astype(np.uint64)
+    small = arity < 6
+    if (codes[small] >> (np.uint64(1) << arity[small].astype(np.uint64))).any():
+        raise ValueError("codes: a table code has more than 2**arity bits")
+    if outputs.shape[0] < 1 or outputs.min() < 0 or outputs.max() >= in_dim + G:
+        raise ValueError(f"outputs: expected >= 1 node ids in [0, {in_dim + G})")
+    return arity.astype(np.uint8), ptr, src.astype(np.int32), codes, outputs.astype(np.int32)
+
+
+def _int_array(name, a):
+    a = np.asarray(a)
+    if a.size == 0 and a.ndim == 1:
+        return a.astype(np.int64)
+    if a.dtype.kind not in "iu" or a.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D integer array, got dtype {a.dtype} shape {a.shape}")
+    return a
+
+
+def _code_to_table(code, n):
+    R = 1 << n
+    return np.array([(code >> (R - 1 - r)) & 1 for r in range(R)], dtype=np.uint8)
+
+
+def from_model(model):
+    """Circuit of a Sequential: each LogicLayer's connections and discrete_table(), the GroupSum's
+    k and tau. A layer type with a ``circuit_layers()`` method contributes its own (conn, tables).
+    A leading input encoder (``model.encoder``) is left out: the circuit reads its bits."""
+    from .layers import GroupSum
+    to_host = model.backend.to_host
+    layers, k, tau = [], None, 1.0
+    encoder = model.encoder                    # its bits are the circuit's inputs
+    for layer in model.layers:
+        if layer is encoder:
+            continue
+        if isinstance(layer, GroupSum):
+            k, tau = layer.k, layer.tau
+        elif hasattr(layer, "circuit_layers"):
+            layers.extend(layer.circuit_layers())
+        else:
+            layers.append((to_host(layer.connections), to_host(layer.discrete_table())))
+    in_dim = encoder.out_dim if encoder is not None else model.in_dim
+    return Circuit(in_dim, layers, k=k, tau=tau)
+
+
+# -- bit packing ------------------------------------------------------------------------------
+
+def pack_bits(name, x, width):
+    """(batch, width) bits -> PackedBits (words (width, ceil(batch/64)) uint64, little bit order)."""
+    x = x if hasattr(x, "dtype") else np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a bool/int/float array of bits, got dtype {x.dtype}")
+    if x.ndim != 2 or x.shape[1] != width or x.shape[0] < 1:
+        raise ValueError(f"{name}: expected shape (batch >= 1, {width}), got {tuple(x.shape)}")
+    if x.dtype.kind != "b" and not ((x == 0) | (x == 1)).all():
+        raise ValueError(f"{name}: expected bits (values 0 or 1); threshold or encode the data first")
+    n = x.shape[0]
+    padded = np.zeros((width, -(-n // 64) * 64), dtype=bool)
+    padded[:, :n] = x.T
+    words = np.packbits(padded, axis=1, bitorder="little").view("<u8").astype(np.uint64, copy=False)
+    return PackedBits(np.ascontiguousarray(words), n)
+
+
+def unpack_bits(words, n):
+    """(rows, words) uint64 -> (rows, n) bool: bit b of word w is sample 64 w + b."""
+    w = np.ascontiguousarray(words).astype("<u8", copy=False).view(np.uint8)
+    return np.unpackbits(w, axis=1, count=n, bitorder="little").astype(bool)
+
+
+def _read_inputs(c):
+    """Sorted ids of the circuit inputs some gate or output reads."""
+    src = c.src[c.src < c.in_dim]
+    outs = c.outputs[c.outputs < c.in_dim]
+    return np.unique(np.concatenate([src, outs]).astype(np.int64))
+
+
+# -- simplification ---------------------------------------------------------------------
 
     def simplify(self):
         """A new Circuit computing the same outputs with fewer gates; its ``report`` gives gate
@@ -780,3 +959,6 @@ def _read_group(cls, f):
     if "report" in f.attrs:
         c.report = json.loads(f.attrs["report"])
     return c
+
+
+from .encoders import Thermometer, words64 as _words64  # noqa: E402,F401 (re-exported)

@@ -73,6 +73,9 @@ def _io(args):
     """(inputs, outputs) of a command: [(flag, path)] of the files it reads and writes."""
     if args.command == "export":
         return [("checkpoint", args.checkpoint)], [("-o", args.output)]
+    if args.command == "predict":
+        return ([("checkpoint", args.checkpoint), ("INPUT", args.input)],
+                [("-o", args.output)] if args.output is not None else [])
     if args.command == "train":
         out = _train_out(args)
         inputs = [("--resume", args.resume), ("--dataset", args.dataset)]
@@ -104,7 +107,7 @@ def check_outputs(args):
             if _same(path, src) and not resumed:        # a resumed run continues its own file
                 raise UsageError(f"{flag} {path}: is the input {in_flag} {src}; refusing to "
                                  f"overwrite it (nothing was written)")
-    if args.command == "export":
+    if args.command in ("export", "predict") and args.output is not None:
         if os.path.isdir(args.output) or args.output.endswith(("/", os.sep)):
             raise UsageError(f"-o {args.output}: is a folder; expected a file path")
     elif args.command == "train":
@@ -253,6 +256,17 @@ def _build_parser():
     x.add_argument("--pipeline", type=int, metavar="K",
                    help="with --synth: registers every K gate levels (default: combinational)")
     x.set_defaults(run=cmd_export, json=False)
+
+    r = sub.add_parser("predict", help="classify raw samples: one class per line")
+    r.add_argument("checkpoint")
+    r.add_argument("input", metavar="INPUT", help="a .npy of raw samples ((n, features), "
+                   "(n, C, H, W) or (n, H, W)), a .csv with the training columns (the target "
+                   "column is ignored) or a pylgn dataset .h5 (its test split)")
+    r.add_argument("-o", "--output", help="file to write (default: stdout)")
+    r.add_argument("--scores", action="store_true",
+                   help="after each class, the group counts (the logits times tau)")
+    r.add_argument("--threads", type=int, help="numba threads (default: all cores)")
+    r.set_defaults(run=cmd_predict, json=False)
     return p
 
 
@@ -503,6 +517,7 @@ def cmd_train(args):
 def _train(args, comm):
     if (args.steps is not None and args.steps < 1) or args.eval_every < 1:
         raise UsageError("--steps and --eval-every: expected ints >= 1")
+    from .encoders import dataset_config
     ds, cfg, trainer, out = _setup(args, comm)
     xte = _inputs(ds, ds.x_test, cfg)
     todo, step0, sec0 = cfg["steps"] - trainer.step, trainer.step, trainer.seconds
@@ -513,7 +528,9 @@ def _train(args, comm):
         os.makedirs(out, exist_ok=True)
         meta = dict(settings=cfg, dataset=cfg["dataset"], thresholds=cfg["thresholds"],
                     crop=cfg["crop"] or 0,
-                    class_names=ds.class_names)
+                    class_names=ds.class_names,
+                    encoder=dataset_config(ds, cfg["thresholds"], cfg["crop"],
+                                           bool(cfg.get("learn_thresholds")), cfg.get("target")))
         trainer.fit(ds.x_train, ds.y_train, todo, eval_data=(xte, ds.y_test),
                     eval_every=args.eval_every, checkpoint_path=os.path.join(out, "checkpoint.h5"),
                     checkpoint_every=args.eval_every,
@@ -555,6 +572,8 @@ def cmd_eval(args):
         raise UsageError(f"{args.checkpoint}: no dataset recorded; pass --dataset")
     ds = load_dataset(name, args.data_dir, target=args.target or
                       ckpt.meta.get("settings", {}).get("target"))
+    if "encoder" in ckpt.meta:
+        return _eval_encoded(args, ckpt, ds, name)
     crop = ckpt.meta.get("crop") or None
     values = ds.encoded_dim(1, crop)
     learned = ckpt.model.encoder is not None             # the model encodes scaled values itself
@@ -576,6 +595,44 @@ def cmd_eval(args):
                   seconds=round(time.perf_counter() - t0, 3), dataset=name)
     _emit(args, [f"{args.checkpoint} (step {ckpt.step}) on {name}: discretized "
                  f"{s['discrete']:.4f}, relaxed {s['relaxed']:.4f} (gap {s['gap']:+.4f})"], result)
+
+
+def _eval_encoded(args, ckpt, ds, name):
+    """eval with the checkpoint's encoder: the data are checked against it (columns, shape,
+    labels) and encoded with its stored cut points; nothing is re-fitted."""
+    from .encoders import check_dataset, from_checkpoint
+    from .train import evaluate
+    encoder = from_checkpoint(ckpt)
+    y = check_dataset(encoder, ds, f"--dataset {name}")
+    t0 = time.perf_counter()
+    if ckpt.model.encoder is not None:                   # the model encodes scaled values itself
+        x = ds.scale(ds.x_test, encoder.crop)
+    else:
+        x = encoder.encode(ds.x_test)
+    s = evaluate(ckpt.model, x, y)
+    result = dict(test_accuracy_discrete=s["discrete"], test_accuracy_relaxed=s["relaxed"],
+                  discretization_gap=s["gap"], steps=ckpt.step,
+                  seconds=round(time.perf_counter() - t0, 3), dataset=name)
+    _emit(args, [f"{args.checkpoint} (step {ckpt.step}) on {name}: discretized "
+                 f"{s['discrete']:.4f}, relaxed {s['relaxed']:.4f} (gap {s['gap']:+.4f})"], result)
+
+
+def cmd_predict(args):
+    """Raw samples -> one class per line (pylgn.predict), to -o or stdout."""
+    from .checkpoint import load
+    from .encoders import from_checkpoint
+    from .predict import format_lines, predict, read_input
+    _set_threads(args.threads)
+    ckpt = load(args.checkpoint)
+    encoder = from_checkpoint(ckpt)
+    x = read_input(args.input, encoder)
+    classes, scores = predict(ckpt.model.to_circuit(), encoder, x, args.scores)
+    text = format_lines(classes, encoder.class_names or ckpt.meta.get("class_names"), scores)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        from ._io import write_atomic
+        write_atomic(args.output, text)
 
 
 def gate_histogram(layer, top=8):

@@ -21,6 +21,21 @@ def check_float(name, value, low=None, low_open=False):
     return float(value)
 
 
+#: The smallest temperature accepted: float32's smallest normal number. Below it a
+#: temperature is 0 (or subnormal) in float32 and x / T gives inf or NaN.
+MIN_TEMPERATURE = float(np.finfo(np.float32).tiny)
+
+
+def check_temperature(name, value):
+    """A finite temperature >= MIN_TEMPERATURE (representable in float32, so x / T is finite
+    for finite x of moderate size)."""
+    value = check_float(name, value)
+    if not value >= MIN_TEMPERATURE:
+        raise ValueError(f"{name}: expected a temperature >= {MIN_TEMPERATURE:.4g} (float32's "
+                         f"smallest normal number), got {value!r}")
+    return value
+
+
 def check_choice(name, value, choices):
     if value not in choices:
         raise ValueError(f"{name}: expected one of {tuple(choices)}, got {value!r}")

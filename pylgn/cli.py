@@ -334,6 +334,9 @@ def _resolve(args, ckpt):
         if not low <= cfg[key] <= high:
             raise UsageError(f"--{key.replace('_', '-')}: expected a value in [{low}, {high}], "
                              f"got {cfg[key]}")
+    if cfg["gumbel"]:
+        from ._checks import check_temperature
+        check_temperature("--gumbel", cfg["gumbel"])
     return cfg, ds
 
 
@@ -344,6 +347,10 @@ def _arch_defaults(cfg, args, shape):
     spec = ARCHS.get(cfg["arch"])
     if spec is None:
         return
+    for flag in ("width", "layers"):
+        if getattr(args, flag) is not None:
+            raise UsageError(f"--{flag}: a conv --arch ({cfg['arch']}) has its own layers and "
+                             f"widths (pylgn.conv.ARCHS); drop --{flag}, or use --arch dense")
     if args.tau is None:
         cfg["tau"] = spec["tau"]
     if args.crop is None and len(shape) == 3 and min(shape[1:]) > spec["in_size"]:
@@ -452,8 +459,10 @@ def _setup(args, comm=None):
     from .model import Sequential
     from .optim import Adam, scheduled_lr
     from .train import Trainer
+    from .data import check_splits
     ckpt = load(args.resume, device=args.device) if args.resume else None
     cfg, ds = _resolve(args, ckpt)
+    check_splits(f"--dataset {cfg['dataset']}", ds.y_train, ds.y_test, ds.class_names)
     if ckpt is None:
         model = Sequential(build_layers(cfg, cropped_shape(ds.shape, cfg["crop"]), ds.num_classes),
                            seed=cfg["seed"], device=args.device)

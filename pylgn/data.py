@@ -193,6 +193,7 @@ def load_csv(path, target, seed=0, test_fraction=0.2):
                          f"{path}: no feature columns besides the target {target!r}")
     x = np.array([[_cell(path, header, i, r, j) for j in cols] for i, r in enumerate(rows)])
     names = sorted({r[t].strip() for r in rows}, key=_label_key([r[t] for r in rows]))
+    _check_label_spellings(path, target, names)
     if len(names) < 2:
         raise ValueError(f"target: column {target!r} of {path} has 1 class ({names[0]!r})")
     y = np.array([names.index(r[t].strip()) for r in rows], dtype=np.int64)
@@ -200,6 +201,35 @@ def load_csv(path, target, seed=0, test_fraction=0.2):
     tr, te = np.split(order, [int(round(len(x) * (1.0 - test_fraction)))])
     return TableDataset(os.path.splitext(os.path.basename(path))[0], x[tr], y[tr], x[te], y[te],
                         names, 1, [header[j] for j in cols])
+
+
+def _check_label_spellings(path, target, names):
+    """Numeric labels must each be written one way: "1" and "1.0" would be two classes."""
+    seen = {}
+    for name in names:
+        try:
+            value = float(name)
+        except ValueError:
+            continue
+        if value in seen:
+            raise ValueError(f"{path}: column {target!r} writes the label {value:g} two ways "
+                             f"({seen[value]!r} and {name!r}), which would make two classes; "
+                             f"write each class one way")
+        seen[value] = name
+
+
+def check_splits(path, y_train, y_test, class_names):
+    """Before training: the training split must hold >= 2 classes and every class of the test
+    split (a model cannot learn a class it never sees; it would train as a smaller problem
+    without a word)."""
+    train = set(np.unique(y_train).tolist())
+    if len(train) < 2:
+        raise ValueError(f"{path}: the training split holds {len(train)} class(es) "
+                         f"({[class_names[i] for i in sorted(train)]}); expected >= 2")
+    unseen = sorted(set(np.unique(y_test).tolist()) - train)
+    if unseen:
+        raise ValueError(f"{path}: class(es) {[class_names[i] for i in unseen]} appear only in "
+                         f"the test split; the model cannot learn them (add training samples)")
 
 
 def _cell(path, header, i, row, j):
@@ -299,14 +329,42 @@ def read_dataset(path):
                 if arrays[k].dtype.kind not in "iu":
                     raise ValueError(f"{path}: {k} must hold integer labels, got "
                                      f"{arrays[k].dtype}")
-            names = json.loads(f.attrs["class_names"])
-            ds = Dataset(str(f.attrs["name"]), arrays["x_train"],
+            ds = Dataset(_attr(f, path, "name", str), arrays["x_train"],
                          arrays["y_train"].astype(np.int64), arrays["x_test"],
-                         arrays["y_test"].astype(np.int64), names, int(f.attrs["max_value"]))
+                         arrays["y_test"].astype(np.int64), _attr(f, path, "class_names",
+                                                                   _class_names),
+                         _attr(f, path, "max_value", _max_value))
     except (OSError, KeyError) as e:
         raise ValueError(f"{path}: not a readable pylgn dataset file ({e})") from None
     _check_dataset(path, ds)
     return ds
+
+
+def _attr(f, path, name, parse):
+    """Attribute ``name`` of the open dataset file through ``parse``; ValueError naming the
+    file and the attribute when it is missing or invalid."""
+    if name not in f.attrs:
+        raise ValueError(f"{path}: missing attribute {name!r}")
+    value = f.attrs[name]
+    try:
+        return parse(value.decode() if isinstance(value, bytes) else value)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: attribute {name!r}: {e}") from None
+
+
+def _class_names(text):
+    names = json.loads(text) if isinstance(text, str) else None
+    if not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"expected a JSON list of >= 2 class names, got {text!r}")
+    return names
+
+
+def _max_value(value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or not 1 <= value <= 255:
+        raise ValueError(f"expected an int in [1, 255], got "
+                         f"{value.item() if isinstance(value, np.generic) else value!r}")
+    return int(value)
 
 
 def _check_dataset(path, ds):
@@ -317,7 +375,9 @@ def _check_dataset(path, ds):
         x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
         if len(x) != len(y) or x.shape[1:] != ds.shape:
             raise ValueError(f"{path}: x_{split} {x.shape} and y_{split} {y.shape} do not match")
-        if len(y) and (y.min() < 0 or y.max() >= ds.num_classes):
+        if not len(y):
+            raise ValueError(f"{path}: x_{split} and y_{split} are empty; expected >= 1 sample")
+        if y.min() < 0 or y.max() >= ds.num_classes:
             raise ValueError(f"{path}: y_{split} has labels outside [0, {ds.num_classes})")
 
 

@@ -6,7 +6,7 @@ flat parameter buffers); ``weights`` and ``grad`` are views into those buffers.
 import numpy as np
 
 from . import choice as choices, gates, gumbel
-from ._checks import check_choice, check_float, check_int, check_rows
+from ._checks import check_choice, check_float, check_int, check_rows, check_temperature
 from .estimators import ESTIMATORS, rho, rho_grad
 from .init import INITS, init_iwp, init_op, target_table
 from .wiring import CONNECTIONS, make_connections, reverse_index
@@ -54,7 +54,7 @@ class LogicLayer:
         self.shift = None if shift is None else check_float("shift", shift)
         target_table(init_target, arity)                      # validates init_target
         self.init_target = init_target
-        self.gumbel = None if not gumbel else check_float("gumbel", gumbel, 0.0, low_open=True)
+        self.gumbel = None if not gumbel else check_temperature("gumbel", gumbel)
         self.noise_key = None        # (seed, layer, step, micro) during a Gumbel training step
         self._sampled = None
         self._conn = self.weights = self.grad = None
@@ -317,7 +317,7 @@ class GroupSum:
 
     def __init__(self, k, tau=1.0):
         self.k = check_int("k", k, 1)
-        self.tau = check_float("tau", tau, 0.0, low_open=True)
+        self.tau = check_temperature("tau", tau)
         self.in_dim = self.backend = None
 
     def config(self):

@@ -111,13 +111,15 @@ class ThresholdCircuit:
     ``features`` (bits,) and ``thresholds`` (bits,): input bit k = [X[:, features[k]] >
     thresholds[k]]; ``circuit``: the ``pylgn.Circuit`` of the network on those bits; ``classes``:
     the label of each of the circuit's groups. ``predict(X)`` = classes[circuit.predict(bits)].
-    Holds numpy arrays only (picklable)."""
+    ``missing``: as the classifier's ("error": NaN is a ValueError, as in its ``predict``;
+    "low": NaN reads as below every threshold). Holds numpy arrays only (picklable)."""
 
-    def __init__(self, features, thresholds, circuit, classes, n_features):
+    def __init__(self, features, thresholds, circuit, classes, n_features, missing="error"):
         self.features = np.asarray(features, dtype=np.int64)
         self.thresholds = np.asarray(thresholds, dtype=np.float64)
         self.circuit, self.classes = circuit, np.asarray(classes)
         self.n_features = int(n_features)
+        self.missing = check_choice("missing", missing, MISSING)
         if self.features.shape != self.thresholds.shape or circuit.in_dim != self.features.size:
             raise ValueError(f"thresholds: expected one feature index and threshold per circuit "
                              f"input ({circuit.in_dim}), got {self.features.size} and "
@@ -131,9 +133,11 @@ class ThresholdCircuit:
         return self.circuit.num_gates
 
     def encode(self, X):
-        """Raw samples (n, n_features) -> input bits (n, circuit.in_dim) uint8 (a NaN reads as
-        below every threshold, all its bits 0, as with ``missing="low"``)."""
-        X = check_array(X, dtype=np.float64, ensure_all_finite="allow-nan", input_name="X")
+        """Raw samples (n, n_features) -> input bits (n, circuit.in_dim) uint8 (with
+        ``missing="low"`` a NaN reads as below every threshold, all its bits 0; else it is a
+        ValueError)."""
+        X = check_array(X, dtype=np.float64, input_name="X",
+                        ensure_all_finite="allow-nan" if self.missing == "low" else True)
         if X.shape[1] != self.n_features:
             raise ValueError(f"X: expected {self.n_features} features, got {X.shape[1]}")
         return quantile_encode(X, self.features, self.thresholds)
@@ -149,7 +153,7 @@ class ThresholdCircuit:
     def simplify(self):
         """The same function with ``circuit.simplify()`` (fewer gates)."""
         return ThresholdCircuit(self.features, self.thresholds, self.circuit.simplify(),
-                                self.classes, self.n_features)
+                                self.classes, self.n_features, self.missing)
 
     def __repr__(self):
         return (f"ThresholdCircuit({self.n_features} features -> {self.features.size} bits, "
@@ -307,7 +311,7 @@ class LogicGateClassifier(ClassifierMixin, BaseEstimator):
         network; its ``predict(X)`` equals ``self.predict(X)``."""
         check_is_fitted(self)
         return ThresholdCircuit(self.encoder_.features_, self.encoder_.thresholds_, self.circuit_,
-                                self.classes_, self.n_features_in_)
+                                self.classes_, self.n_features_in_, self.missing)
 
     # pickling ----------------------------------------------------------------------------------
 

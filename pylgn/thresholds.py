@@ -17,7 +17,7 @@ with the learned constants: ``encode`` gives the bits the circuit of the followi
 """
 import numpy as np
 
-from ._checks import check_float, check_int, check_rows
+from ._checks import check_int, check_rows, check_temperature
 
 
 class LearnableThermometer:
@@ -27,7 +27,7 @@ class LearnableThermometer:
         self.channels = check_int("channels", channels, 1)
         self.thresholds = check_int("thresholds", thresholds, 1, 255)
         self.positions = check_int("positions", positions, 1)
-        self.temperature = check_float("temperature", temperature, 0.0, low_open=True)
+        self.temperature = check_temperature("temperature", temperature)
         self.in_dim = self.channels * self.positions
         self.out_dim = self.in_dim * self.thresholds
         self.n_params = self.channels * self.thresholds

@@ -133,7 +133,7 @@ def _random_28x28(path, n_train, n_test, seed):
     rng = np.random.default_rng(seed)
     n = n_train + n_test
     x = rng.integers(0, 256, (n, 1, 28, 28)).astype(np.uint8)
-    y = rng.integers(0, 10, n)
+    y = np.concatenate([np.arange(n_train) % 10, np.arange(n_test) % 10])  # each split: all 10
     pylgn.data.write_dataset(str(path), path.stem, x[:n_train], y[:n_train], x[n_train:],
                              y[n_train:], [str(i) for i in range(10)])
     return path

@@ -155,8 +155,13 @@ def test_nan_is_an_error_unless_missing_low(iris):
     Xn[::7, 1] = np.nan
     with pytest.raises(ValueError, match="Input X contains NaN"):
         LogicGateClassifier(**TINY).fit(Xn, y)
+    strict = LogicGateClassifier(**TINY).fit(X, y)
     with pytest.raises(ValueError, match="Input X contains NaN"):
-        LogicGateClassifier(**TINY).fit(X, y).predict(Xn)
+        strict.predict(Xn)
+    with pytest.raises(ValueError, match="Input X contains NaN"):     # nor does its circuit
+        strict.to_circuit().predict(Xn)
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        strict.to_circuit().simplify().predict(Xn)
     clf = LogicGateClassifier(**{**TINY, "missing": "low"}).fit(Xn, y)
     bits = clf.encoder_.transform(Xn)
     cols = clf.encoder_.features_ == 1

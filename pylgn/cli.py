@@ -132,12 +132,15 @@ def _check_train_out(args, out):
 # parser ----------------------------------------------------------------------------------------
 
 def _recipes_help():
-    from .recipes import BASE, RECIPES
+    from .recipes import BASE, BY_ARITY, RECIPES
     lines = ["Defaults come from the recipe for the data's shape (pylgn.recipes; flags override):"]
     for r in RECIPES:
         diff = {k: v for k, v in {**BASE, **r.settings}.items() if r.settings.get(k, None) is not None}
         lines.append(f"  {r.name} ({r.when}): " + (", ".join(f"{k}={v}" for k, v in diff.items())
                                                    or "the base settings"))
+        for least, extra in BY_ARITY.get(r.name, ()):
+            lines.append(f"    with --arity >= {least}: "
+                         + ", ".join(f"{k}={v}" for k, v in extra.items()))
     base = ", ".join(f"{k}={v}" for k, v in BASE.items())
     return "\n".join(lines + [f"  base: {base}"])
 
@@ -322,7 +325,7 @@ def _resolve(args, ckpt):
     target = _pick("target", args.target, saved, None)
     ds = load_dataset(name, args.data_dir, target=target)
     cfg = dict(dataset=name, **({"target": target} if target else {}))
-    defaults = recipe(ds.shape, len(ds.y_train))[1] if ckpt is None else BASE
+    defaults = recipe(ds.shape, len(ds.y_train), args.arity)[1] if ckpt is None else BASE
     for key, default in defaults.items():
         cfg[key] = _pick(key, getattr(args, key), saved, default)
     if ckpt is None:

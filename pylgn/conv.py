@@ -516,6 +516,9 @@ def _layer_memory(layer, width, batch, size):
         return (layer.out_dim * batch * (size + 1),
                 (layer.in_dim * (m + 1) + 2 * layer.out_dim * k2) * batch * size)
     out = layer.k if isinstance(layer, GroupSum) else layer.out_dim
+    if getattr(layer, "learned", False):            # + slot rows xs and the route; gs and corr
+        S, C = layer.arity * out, layer.candidates_count
+        return ((out + S) * batch + S * C) * size, ((width + out + S) * batch + S * C) * size
     return out * batch * size, (width + out) * batch * size
 
 

@@ -42,10 +42,21 @@ RECIPES = (
 )
 
 
-def recipe(shape, n_train):
+#: Settings of a recipe for wider gates, by (recipe, the least arity): a six-input gate's table
+#: saturates sooner, so its GroupSum wants a lower tau (MNIST, 4 x 2000 arity-6 gates, 10k steps:
+#: tau 6 97.18 %, bench/RESULTS.md) and a lower learning rate. Flags override them.
+BY_ARITY = {"28x28-grayscale": ((4, dict(tau=6.0, lr=0.01)),)}
+
+
+def recipe(shape, n_train, arity=None):
     """(name, settings) of the first recipe matching samples of ``shape`` (without the batch
-    axis) and ``n_train`` training samples."""
+    axis) and ``n_train`` training samples; with ``arity`` (a --arity flag), that recipe's
+    BY_ARITY settings for it laid over."""
     for r in RECIPES:
         if r.test(tuple(shape), n_train):
-            return r.name, {**BASE, **r.settings}
+            settings = {**BASE, **r.settings}
+            for least, extra in BY_ARITY.get(r.name, ()):
+                if arity is not None and arity >= least:
+                    settings.update(extra)
+            return r.name, settings
     raise AssertionError("the last recipe matches everything")

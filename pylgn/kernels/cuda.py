@@ -421,7 +421,7 @@ def _choice_forward_kernel(x, B, cand, route, xs):
     j0, js, lane = _warp_row()
     for j in range(j0, cand.shape[0], js):
         for s in range(lane, B, WARP):
-            acc = xs[0] * 0
+            acc = x[0] * 0                                 # a zero of the data's type
             for c in range(cand.shape[1]):
                 w = route[j, c]
                 if w != 0:
@@ -452,7 +452,7 @@ def _choice_backward_inputs_kernel(gs, B, rev_ptr, rev_idx, route, grad_factor, 
     i0, is_, lane = _warp_row()
     for i in range(i0, rev_ptr.shape[0] - 1, is_):
         for s in range(lane, B, WARP):
-            acc = dx[0] * 0
+            acc = gs[0] * 0
             for p in range(rev_ptr[i], rev_ptr[i + 1]):
                 e = rev_idx[p]
                 j = e // C

@@ -479,7 +479,10 @@ def _setup(args, comm=None):
     trainer = Trainer(model, opt, batch_size=cfg["batch_size"], accumulate=cfg["accumulate"],
                       seed=cfg["seed"], lr_schedule=schedule, comm=comm)
     if ckpt is not None:
-        trainer.load_state(ckpt.trainer_state)
+        try:
+            trainer.load_state(ckpt.trainer_state)
+        except (TypeError, ValueError) as e:
+            raise UsageError(f"--resume {ckpt.path}: {e}") from None
     return ds, cfg, trainer, _train_out(args)
 
 

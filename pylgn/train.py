@@ -113,16 +113,19 @@ class Trainer:
         return state
 
     def load_state(self, state):
-        """Restore from ``state()`` (e.g. ``pylgn.load(path).trainer_state``)."""
+        """Restore from ``state()`` (e.g. ``pylgn.load(path).trainer_state``). Every field is
+        checked first (ValueError naming it); on an error the trainer is unchanged."""
+        if not isinstance(state, dict):
+            raise TypeError(f"trainer_state: expected a dict, got {type(state).__name__}")
+        fields = _checked_state(state)
+        rng = np.random.default_rng()
         try:
-            self.rng.bit_generator.state = state["rng"]
-            self.step, self.epoch = int(state["step"]), int(state["epoch"])
-            self.position, self.seconds = int(state["position"]), float(state["seconds"])
-            self.best, self.history = state.get("best"), state["history"]
+            rng.bit_generator.state = state["rng"]
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"trainer_state: incomplete or invalid ({e!r})") from None
-        perm = state.get("permutation")
-        self.permutation = None if perm is None else np.asarray(perm, dtype=np.int64)
+            raise ValueError(f"trainer_state: 'rng' is missing or invalid ({e!r})") from None
+        self.rng = rng
+        (self.step, self.epoch, self.position, self.seconds, self.best, self.history,
+         self.permutation) = fields
         if self.comm.size > 1:
             self.comm.check_identical(to_json(self.state()).encode(), "trainer_state")
         return self
@@ -330,6 +333,46 @@ class Trainer:
         text = to_json(self.history)
         with atomic_path(path) as tmp, open(tmp, "w") as f:
             f.write(text)
+
+
+def _checked_state(state):
+    """(step, epoch, position, seconds, best, history, permutation) of a trainer state, each
+    checked: counters ints >= 0, seconds finite >= 0, best None or in [0, 1], history a dict of
+    equally long lists, permutation a permutation of 0..n-1 with position <= n."""
+    def count(key):
+        v = state.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"trainer_state: {key!r} must be an int >= 0, got {v!r}")
+        return int(v)
+    step, epoch, position = count("step"), count("epoch"), count("position")
+    seconds = state.get("seconds")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
+            or not 0 <= seconds < float("inf"):
+        raise ValueError(f"trainer_state: 'seconds' must be a finite number >= 0, got "
+                         f"{seconds!r}")
+    best = state.get("best")
+    if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))
+                             or not 0.0 <= best <= 1.0):
+        raise ValueError(f"trainer_state: 'best' must be None or an accuracy in [0, 1], got "
+                         f"{best!r}")
+    history = state.get("history")
+    if not isinstance(history, dict) or not all(isinstance(history.get(k), list)
+                                                for k in HISTORY_KEYS) \
+            or len({len(history[k]) for k in HISTORY_KEYS}) != 1:
+        raise ValueError(f"trainer_state: 'history' must map {HISTORY_KEYS} to lists of one "
+                         f"length")
+    perm = state.get("permutation")
+    if perm is not None:
+        perm = np.asarray(perm)
+        if perm.ndim != 1 or perm.dtype.kind not in "iu" or not np.array_equal(
+                np.sort(perm), np.arange(len(perm))):
+            raise ValueError(f"trainer_state: 'permutation' must be a permutation of 0..n-1, "
+                             f"got {perm.dtype} of shape {perm.shape}")
+        if position > len(perm):
+            raise ValueError(f"trainer_state: 'position' {position} is past the permutation's "
+                             f"{len(perm)} samples")
+        perm = perm.astype(np.int64)
+    return step, epoch, position, float(seconds), best, history, perm
 
 
 def _structure(model):

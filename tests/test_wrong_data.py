@@ -141,3 +141,64 @@ def test_an_empty_split_names_the_file(tmp_path, split):
     with pytest.raises(ValueError, match=f"{path}: x_{split} and y_{split} are empty"):
         read_dataset(str(path))
     assert os.listdir(tmp_path) == ["d.h5"]
+
+
+# an edited trainer state on --resume -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    return out / "checkpoint.h5"
+
+
+def _edit_state(path, **changes):
+    with h5py.File(path, "a") as f:
+        state = json.loads(f["trainer"].attrs["state"])
+        for key, value in changes.items():
+            if key == "permutation":
+                del f["trainer/permutation"]
+                f["trainer"].create_dataset("permutation", data=value)
+            elif value is KeyError:
+                del state[key]
+            else:
+                state[key] = value
+        f["trainer"].attrs["state"] = json.dumps(state)
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(position=10 ** 9), "'position' 1000000000 is past the permutation's"),
+    (dict(step=-1), "'step' must be an int >= 0, got -1"),
+    (dict(step=2.5), "'step' must be an int >= 0, got 2.5"),
+    (dict(epoch="x"), "'epoch' must be an int >= 0"),
+    (dict(seconds=-1), "'seconds' must be a finite number >= 0"),
+    (dict(best=7), "'best' must be None or an accuracy in [0, 1]"),
+    (dict(history=[1, 2]), "'history' must map"),
+    (dict(history=KeyError), "'history' must map"),
+    (dict(rng={"bit_generator": "PCG64"}), "'rng' is missing or invalid"),
+    (dict(rng=KeyError), "'rng' is missing or invalid"),
+    (dict(permutation=np.full(1438, 10 ** 6)), "'permutation' must be a permutation of 0..n-1"),
+    (dict(permutation=np.arange(1438.0)), "'permutation' must be a permutation of 0..n-1"),
+])
+def test_an_edited_trainer_state_is_a_clear_error_on_resume(tiny_run, tmp_path, capsys, changes,
+                                                            message):
+    import shutil
+    path = tmp_path / "checkpoint.h5"
+    shutil.copy(tiny_run, path)
+    _edit_state(path, **changes)
+    before = path.read_bytes()
+    assert main(["train", "--resume", str(path), "--steps", "4", "--no-progress"]) == 2
+    _one_error_line(capsys, f"--resume {path}: trainer_state: {message}")
+    assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["checkpoint.h5"]
+
+
+def test_load_state_leaves_the_trainer_unchanged_on_an_error(make_model):
+    model = make_model()
+    trainer = pylgn.Trainer(model, pylgn.Adam(model))
+    good = trainer.state()
+    rng_before = trainer.rng.bit_generator.state
+    with pytest.raises(ValueError, match="'rng' is missing"):
+        trainer.load_state({**good, "step": 5, "rng": "x"})
+    with pytest.raises(TypeError, match="trainer_state: expected a dict"):
+        trainer.load_state([1])
+    assert trainer.step == 0 and trainer.rng.bit_generator.state == rng_before

@@ -187,9 +187,18 @@ def test_conv_input_gradient_finite_differences(kw, cin, cout, size):
 @pytest.mark.parametrize("k,s", [(2, 2), (2, 1), (3, 2)])
 def test_orpool_input_gradient_goes_to_argmax(k, s):
     """Random inputs have no ties, so the max is differentiable and the FD gradient is exact."""
-    _, dx, num = input_gradient_check(OrPool2d(2, 5, kernel=k, stride=s), 8)
-    assert np.abs(dx - num).max() < 1e-8 and set(np.unique(np.round(num, 6))) <= set(np.round(
-        np.unique(np.concatenate([num.ravel(), dx.ravel()])), 6))
+    pool = OrPool2d(2, 5, kernel=k, stride=s)
+    _, dx, num = input_gradient_check(pool, 8)
+    rng = np.random.default_rng(8)                   # the x and dy input_gradient_check drew
+    x = rng.uniform(0.05, 0.95, (pool.in_dim, 3)).reshape(2, 5, 5, 3)
+    dy = rng.normal(size=(pool.out_dim, 3)).reshape(2, *pool.out_size, 3)
+    want = np.zeros_like(x)                          # each output's dy at its window's argmax
+    for c, i, j, b in np.ndindex(dy.shape):
+        win = x[c, i * s:i * s + k, j * s:j * s + k, b]
+        di, dj = np.unravel_index(np.argmax(win), win.shape)
+        want[c, i * s + di, j * s + dj, b] += dy[c, i, j, b]
+    np.testing.assert_allclose(dx, want.reshape(pool.in_dim, 3), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(num, want.reshape(pool.in_dim, 3), rtol=0, atol=1e-8)
 
 
 def run_ir(layers, bits):
@@ -320,7 +329,7 @@ def test_conv_learns_shifted_patterns_better_than_dense(capsys):
     with capsys.disabled():
         print(f"\nshifted patterns, discretized test accuracy: conv {acc_conv:.3f} "
               f"({gates_conv} gates), dense {acc_dense:.3f} ({gates_dense} gates)")
-    assert acc_conv >= 0.8
+    assert acc_conv >= 0.8 and acc_conv >= acc_dense + 0.2     # measured: 0.894 vs 0.548
 
 
 def test_cdlgn_m_configuration():

@@ -117,9 +117,13 @@ def test_falls_back_when_no_tile_fits(monkeypatch):
     model = dense()
     x, y = data()
     _, _, g = step(model, x, y, tiled=False)
+    monkeypatch.setattr(tiling, "cache_sizes", lambda: {1: 32 << 10, 2: 1 << 20, 3: 32 << 20})
+    assert tiling.plan(model) is not None                  # with usual caches it would tile
+    model._tiled = None
     monkeypatch.setattr(tiling, "cache_sizes", lambda: {1: 1024, 2: 1024, 3: 1024})
     assert tiling.plan(model) is None
-    loss, _, g2 = step(model, x, y)
+    monkeypatch.setattr(tiling.TiledStep, "run", lambda *a, **k: pytest.fail("tiled step ran"))
+    loss, _, g2 = step(model, x, y, tiled=True)            # asks for tiling, falls back
     assert np.array_equal(g, g2)
 
 

@@ -217,10 +217,16 @@ class Circuit:
 
     # -- export -------------------------------------------------------------------------------
 
-    def to_c(self):
-        """One self-contained C file (bit-sliced uint64, straight-line code); see its header."""
-        from .export import to_c
-        return to_c(self)
+    def to_c(self, encoder=None, main=False, form="auto"):
+        """One self-contained C file (bit-sliced uint64); see its header. With an ``encoder``
+        (``pylgn.encoders``) it also holds ``pylgn_predict`` (raw samples -> classes), with
+        ``main`` a main() that classifies raw float32 samples; ``form``: "lines", "tables" or
+        "auto" (``pylgn.export.to_c_classifier``)."""
+        from .export import STRAIGHT_LINE_LIMIT, to_c, to_c_classifier
+        if encoder is None and not main and form == "auto" and \
+                self.num_gates <= STRAIGHT_LINE_LIMIT:
+            return to_c(self)
+        return to_c_classifier(self, encoder, main=main, form=form)
 
     def to_verilog(self):
         """One combinational Verilog module; see its header comment."""

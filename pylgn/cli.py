@@ -249,6 +249,9 @@ def _build_parser():
     x.add_argument("--format", choices=("c", "verilog", "circuit"), required=True)
     x.add_argument("-o", "--output", required=True, help="file to write")
     x.add_argument("--no-simplify", action="store_true", help="export the circuit as trained")
+    x.add_argument("--main", action="store_true",
+                   help="with --format c: add a main() (compiled with -DPYLGN_MAIN) that reads "
+                        "raw float32 samples from a file or stdin and prints one class per line")
     x.add_argument("--synth", action="store_true",
                    help="with --format verilog: write the LUT-mapped Verilog of pylgn.fpga "
                         "(n-input gates as LUT truth tables, popcount and argmax in logic), "
@@ -719,17 +722,32 @@ def cmd_export(args):
     if args.format == "circuit":
         circuit.save(args.output)
     else:
-        text = circuit.to_c() if args.format == "c" else circuit.to_verilog()
+        text = _export_c(args, ckpt, circuit) if args.format == "c" else circuit.to_verilog()
         from .checkpoint import atomic_path
         with atomic_path(args.output) as tmp, open(tmp, "w") as f:
             f.write(text)
     thresholds = ckpt.meta.get("thresholds")
     encoding = "" if not thresholds else \
         f" (thermometer, {thresholds} thresholds per value)" if ckpt.model.encoder is None else \
+        f" (learned thermometer, {thresholds} thresholds per value, compiled in: pylgn_predict)" \
+        if args.format == "c" and "encoder" in ckpt.meta else \
         (f" (learned thermometer, {thresholds} thresholds per value: the file does not hold "
          f"them; the bits are pylgn.load(checkpoint).model.encoder.encode(x))")
     print(f"{args.output}: {args.format}, {circuit.num_gates} gates (trained: {before}), "
           f"{circuit.in_dim} input bits{encoding}")
+
+
+def _export_c(args, ckpt, circuit):
+    """The C of the whole classifier when the checkpoint holds its encoder (pylgn_predict: raw
+    samples -> class, the comparisons compiled in), else the bit-level C."""
+    encoder = None
+    if "encoder" in ckpt.meta:
+        from .encoders import from_checkpoint
+        encoder = from_checkpoint(ckpt)
+    elif args.main:
+        raise UsageError(f"--main: {args.checkpoint} holds no input encoder (written before "
+                         f"pylgn stored encoders); retrain it or export without --main")
+    return circuit.to_c(encoder=encoder, main=args.main)
 
 
 def _export_synth(args, circuit, before):

@@ -155,6 +155,22 @@ class ThresholdCircuit:
         return ThresholdCircuit(self.features, self.thresholds, self.circuit.simplify(),
                                 self.classes, self.n_features, self.missing)
 
+    @property
+    def encoder(self):
+        """The comparisons as a ``pylgn.encoders.QuantileEncoder`` (columns x0, x1, ...; the
+        class labels as names): what the C export compiles in."""
+        from .encoders import QuantileEncoder
+        return QuantileEncoder(self.features, self.thresholds,
+                               [f"x{j}" for j in range(self.n_features)],
+                               class_names=[str(c) for c in self.classes], missing=self.missing)
+
+    def to_c(self, main=False):
+        """C of the whole classifier: ``pylgn_predict(x, n, cls)`` on raw float rows (cls[s] =
+        the index into ``classes``), the comparisons, circuit, popcount and argmax compiled in;
+        ``main`` adds a main() printing one label per line (``pylgn.export``). Values are read
+        as float32, the cut points rounded to float32."""
+        return self.circuit.to_c(encoder=self.encoder, main=main)
+
     def __repr__(self):
         return (f"ThresholdCircuit({self.n_features} features -> {self.features.size} bits, "
                 f"{self.num_gates} gates, {len(self.classes)} classes)")
@@ -312,6 +328,12 @@ class LogicGateClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         return ThresholdCircuit(self.encoder_.features_, self.encoder_.thresholds_, self.circuit_,
                                 self.classes_, self.n_features_in_, self.missing)
+
+    def to_c(self, main=False, simplify=True):
+        """C source of the fitted classifier (``ThresholdCircuit.to_c``): raw rows in, class
+        index (into ``classes_``) out; with ``main`` a standalone program printing labels."""
+        tc = self.to_circuit()
+        return (tc.simplify() if simplify else tc).to_c(main=main)
 
     # pickling ----------------------------------------------------------------------------------
 

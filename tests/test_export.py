@@ -1,11 +1,11 @@
 """C export compiled with the system cc and run via ctypes; Verilog export simulated with Icarus."""
 import ctypes
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
 
+import tools
 from pylgn.circuit import Circuit
 from test_packed import random_graph, random_layers
 
@@ -21,10 +21,16 @@ def circuits():
 
 
 def compile_c(c, tmp_path, name):
-    if shutil.which("cc") is None:
-        pytest.skip("no C compiler (cc) on PATH")
-    src, lib = tmp_path / f"{name}.c", tmp_path / f"{name}.so"
+    src = tmp_path / f"{name}.c"
     src.write_text(c.to_c())
+    return compile_file(src, tmp_path)
+
+
+def compile_file(src, tmp_path):
+    """The C file ``src`` compiled as a shared library (ctypes, pylgn_circuit/pylgn_scores
+    typed)."""
+    tools.need("cc")
+    lib = tmp_path / f"{src.stem}.so"
     subprocess.run(["cc", "-O1", "-std=c99", "-Wall", "-Werror", "-shared", "-fPIC", "-o",
                     str(lib), str(src)], check=True, capture_output=True)
     dll = ctypes.CDLL(str(lib))
@@ -80,19 +86,15 @@ endmodule
 """
 
 
-@pytest.mark.parametrize("index", [0, 2])
-def test_verilog_export_matches_predict(tmp_path, index):
-    if shutil.which("iverilog") is None or shutil.which("vvp") is None:
-        pytest.skip("Icarus Verilog not installed (apt-get install iverilog): Verilog export "
-                    "not simulated")
-    c = circuits()[index]
-    rng = np.random.default_rng(10 + index)
-    n = 80
-    x = rng.integers(0, 2, size=(n, c.in_dim)).astype(bool)
+def simulate_verilog(text, c, x, tmp_path):
+    """(outputs y, scores) of the Verilog ``text`` of circuit ``c`` on the bit rows ``x``,
+    simulated with Icarus."""
+    tools.need("iverilog", "vvp")
+    n = len(x)
     (tmp_path / "in.txt").write_text("".join("".join("1" if v else "0" for v in row[::-1]) + "\n"
                                              for row in x))
     width = (c.num_outputs // c.k).bit_length()
-    (tmp_path / "c.v").write_text(c.to_verilog())
+    (tmp_path / "c.v").write_text(text)
     (tmp_path / "tb.v").write_text(TESTBENCH.format(
         i=c.in_dim - 1, n=n - 1, o=c.num_outputs - 1, s=c.k * width - 1,
         path=tmp_path / "in.txt"))
@@ -104,6 +106,14 @@ def test_verilog_export_matches_predict(tmp_path, index):
     packed = [int(ln.split()[1], 2) for ln in lines]
     scores = np.array([[(p >> (cl * width)) & ((1 << width) - 1) for cl in range(c.k)]
                        for p in packed])
+    return y, scores
+
+
+@pytest.mark.parametrize("index", [0, 2])
+def test_verilog_export_matches_predict(tmp_path, index):
+    c = circuits()[index]
+    x = np.random.default_rng(10 + index).integers(0, 2, size=(80, c.in_dim)).astype(bool)
+    y, scores = simulate_verilog(c.to_verilog(), c, x, tmp_path)
     assert np.array_equal(y, c.evaluate(x))
     assert np.array_equal(scores, c.scores(x))
     assert np.array_equal(np.argmax(scores, axis=1), c.predict(x))

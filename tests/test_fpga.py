@@ -1,7 +1,6 @@
 """pylgn.fpga: the LUT Verilog simulated with Icarus, Yosys synthesis (LUT counts, depth) and its
 mapped netlist simulated against Circuit.predict. Circuits are tiny: each synthesis takes seconds.
 """
-import shutil
 import subprocess
 import sys
 
@@ -11,14 +10,11 @@ import pytest
 from pylgn import fpga
 from pylgn.circuit import Circuit
 from test_export import circuits
+import tools
 from test_packed import random_layers
 
-needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None or shutil.which("vvp") is None,
-                                  reason="Icarus Verilog not installed (apt-get install iverilog): "
-                                         "FPGA Verilog not simulated")
-needs_yosys = pytest.mark.skipif(shutil.which("yosys") is None,
-                                 reason="Yosys not installed (apt-get install yosys): synthesis "
-                                        "not run")
+needs_icarus = tools.needs("iverilog", "vvp")      # skip, or fail with PYLGN_REQUIRE_TOOLS=1
+needs_yosys = tools.needs("yosys")
 
 
 def bits(c, n, seed):

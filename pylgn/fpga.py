@@ -61,6 +61,35 @@ def _live_gates(c):
     return live[c.in_dim:]
 
 
+def lut_models():
+    """Verilog of the LUT primitives LUT1..LUT6 that ``to_lut_verilog(..., primitives=N)``
+    instantiates, with Xilinx's ports and INIT order (O = INIT[{I(n-1), ..., I0}]). Yosys's
+    generic flow reads them with ``-lib`` (blackboxes it keeps as they are); Icarus takes them
+    beside a design or netlist that uses them."""
+    out = []
+    for n in range(1, 7):
+        ins = ", ".join(f"I{i}" for i in range(n))
+        idx = ", ".join(f"I{i}" for i in range(n - 1, -1, -1))
+        out += [f"module LUT{n} (output O, input {ins});",
+                f"    parameter [{2 ** n - 1}:0] INIT = {2 ** n}'h0;",
+                f"    assign O = INIT[{{{idx}}}];", "endmodule"]
+    return "\n".join(out) + "\n"
+
+
+def _init(n, code):
+    """INIT of a gate's table ``code`` (row 0 the most significant bit): bit r = row r."""
+    rows = 1 << n
+    return int("".join(str((code >> (rows - 1 - r)) & 1) for r in range(rows))[::-1], 2)
+
+
+def _gate_cell(g, n, code, srcs):
+    """A LUT``n`` primitive instance computing gate g: I(n-1) = the first input (the high bit of
+    the table's row), I0 = the last."""
+    pins = ", ".join(f".I{i}({s})" for i, s in enumerate(reversed(srcs)))
+    return (f"    wire g{g};\n    LUT{n} #(.INIT({1 << n}'h{_init(n, code):0{max(1, (1 << n) // 4)}x}))"
+            f" u_g{g} (.O(g{g}), {pins});")
+
+
 def _gate_line(n, code, srcs):
     """Verilog expression of a gate with table ``code`` (row 0 the most significant bit)."""
     if n <= 2:
@@ -69,8 +98,7 @@ def _gate_line(n, code, srcs):
         a, b = srcs[0], srcs[-1]
         return re.sub(r"\b[ab]\b", lambda m: a if m.group() == "a" else b, expr)
     rows = 1 << n
-    init = int("".join(str((code >> (rows - 1 - r)) & 1) for r in range(rows))[::-1], 2)
-    return f"{rows}'h{init:0{rows // 4}x} >> {{{', '.join(srcs)}}}"
+    return f"{rows}'h{_init(n, code):0{rows // 4}x} >> {{{', '.join(srcs)}}}"
 
 
 class _Stages:
@@ -168,22 +196,27 @@ def _output_logic(c, lines, outs):
     return [("scores", "{" + ", ".join(scores[::-1]) + "}"), ("cls", best)]
 
 
-def to_lut_verilog(circuit, pipeline_every=None):
+def to_lut_verilog(circuit, pipeline_every=None, primitives=None):
     """Verilog module ``pylgn_lut_circuit`` of ``circuit`` (see the module doc): n-input gates
     as LUT truth tables, popcount and argmax in logic, optional pipeline registers every
-    ``pipeline_every`` gate levels."""
+    ``pipeline_every`` gate levels. ``primitives=N`` (3..6): the gates of 3..N inputs are
+    instances of the primitives LUT3..LUTN with their INIT (``lut_models``), so that synthesis
+    maps them one to one instead of re-deriving each table's logic."""
     from .circuit import Circuit
     if not isinstance(circuit, Circuit):
         raise TypeError(f"circuit: expected a pylgn.Circuit, got {type(circuit).__name__}")
     c = circuit
     latency = pipeline_latency(c, pipeline_every)         # checks pipeline_every
+    top = 2 if primitives is None else check_int("primitives", primitives, 3, 6)
     live = _live_gates(c)
     st = _Stages(c, live, pipeline_every)
     body = []
     for g in np.flatnonzero(live):
         s = int(st.stage[c.in_dim + g])
         srcs = [st.read(int(v), s) for v in c.sources(g)]
-        body.append(f"    wire g{g} = {_gate_line(int(c.arity[g]), int(c.codes[g]), srcs)};")
+        n, code = int(c.arity[g]), int(c.codes[g])
+        body.append(_gate_cell(g, n, code, srcs) if 3 <= n <= top else
+                    f"    wire g{g} = {_gate_line(n, code, srcs)};")
     tail = []
     outs = [st.read(int(o), st.last) for o in c.outputs]
     results = _output_logic(c, tail, outs)
@@ -218,7 +251,8 @@ def _tool(name, why):
 
 
 def _yosys_script(target, lut, top):
-    """Yosys commands after read_verilog: flatten, map to ``lut``-input LUTs, write the netlist."""
+    """Yosys commands after reading the design: flatten, map to ``lut``-input LUTs, write the
+    netlist."""
     if target == "generic":
         synth = f"synth -top {top} -flatten -lut {lut}"
     else:                       # LUT4 parts: Spartan-3; LUT6: 7-series
@@ -227,14 +261,17 @@ def _yosys_script(target, lut, top):
 
 
 def synthesize(circuit, lut=6, target="generic", pipeline=None, simplify=True, timeout=3600,
-               workdir=None):
+               workdir=None, primitives=True):
     """Synthesize ``to_lut_verilog(circuit, pipeline)`` with Yosys and report the mapped design.
 
     ``lut``: 6 or 4 (LUT inputs); ``target``: "generic" (``synth -lut N``: Yosys ``$lut`` cells)
     or "xilinx" (``synth_xilinx``: 7-series for LUT6, Spartan-3 for LUT4); ``pipeline``: register
     every that many gate levels (None: combinational); ``simplify``: run ``Circuit.simplify()``
     first; ``timeout``: seconds for Yosys; ``workdir``: keep design.v, net.v (the mapped netlist),
-    net.json and yosys.log there (default: a temporary folder, removed).
+    luts.v (``lut_models``), net.json and yosys.log there (default: a temporary folder, removed);
+    ``primitives``: emit the gates of 3..``lut`` inputs as LUT primitives with their INIT, which
+    Yosys keeps one to one (an 8K six-input net synthesises in minutes, not hours); False:
+    as truth-table expressions that Yosys re-maps (it may merge small gates).
 
     Returns a dict: luts (total), luts_by_size {inputs: count}, ffs, logic_levels (LUTs on the
     longest path between inputs / registers / outputs), cells (mapped cell types and counts),
@@ -251,14 +288,17 @@ def synthesize(circuit, lut=6, target="generic", pipeline=None, simplify=True, t
     check_int("timeout", timeout, 1)
     yosys = _tool("yosys", "synthesis")
     c = circuit.simplify() if simplify else circuit
-    text = to_lut_verilog(c, pipeline)
+    text = to_lut_verilog(c, pipeline, primitives=lut if primitives else None)
     tmp = None if workdir is not None else tempfile.mkdtemp(prefix="pylgn-fpga-")
     wd = os.fspath(workdir) if workdir is not None else tmp
     os.makedirs(wd, exist_ok=True)
     try:
         with open(os.path.join(wd, "design.v"), "w") as f:
             f.write(text)
-        script = "; ".join(["read_verilog design.v"] + _yosys_script(target, lut, TOP))
+        with open(os.path.join(wd, "luts.v"), "w") as f:
+            f.write(lut_models())
+        reads = ["read_verilog -lib luts.v"] if target == "generic" else []
+        script = "; ".join(reads + ["read_verilog design.v"] + _yosys_script(target, lut, TOP))
         t0 = time.perf_counter()
         try:
             run = subprocess.run([yosys, "-q", "-l", "yosys.log", "-p", script], cwd=wd,
@@ -276,6 +316,9 @@ def synthesize(circuit, lut=6, target="generic", pipeline=None, simplify=True, t
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     report = netlist_report(netlist)
+    report["luts_gates"] = sum(1 for name, cell in netlist["cells"].items()   # kept by name
+                               if _GATE_CELL.fullmatch(name) and _lut_size(cell))
+    report["luts_head"] = report["luts"] - report["luts_gates"]
     st = c.stats()
     report.update(target=target, lut=lut, pipeline=pipeline,
                   latency_cycles=pipeline_latency(c, pipeline), seconds=round(seconds, 2),
@@ -286,6 +329,7 @@ def synthesize(circuit, lut=6, target="generic", pipeline=None, simplify=True, t
     return report
 
 
+_GATE_CELL = re.compile(r"\\?u_g\d+")
 _FF = re.compile(r"^(\$_S?DFFS?E?_|\$_DFF|\$dff|FD|\$_ALDFF|\$adff|\$sdff)")
 
 
@@ -377,10 +421,25 @@ def simulation_models(target):
     if not os.path.isfile(os.path.join(share, "simlib.v")):
         raise RuntimeError(f"yosys's cell models (simlib.v) not found in {share}")
     if target == "generic":
-        return [os.path.join(share, "simlib.v"), os.path.join(share, "simcells.v")]
+        return [os.path.join(share, "simlib.v"), os.path.join(share, "simcells.v"),
+                _lut_models_file()]
     if target == "xilinx":
         return [os.path.join(share, "xilinx", "cells_sim.v")]
     raise ValueError(f"target: expected one of {TARGETS}, got {target!r}")
+
+
+def _lut_models_file():
+    """A file holding ``lut_models()`` (written once per text, in the temporary folder)."""
+    import hashlib
+    text = lut_models()
+    path = os.path.join(tempfile.gettempdir(),
+                        f"pylgn-luts-{hashlib.sha256(text.encode()).hexdigest()[:12]}.v")
+    if not os.path.isfile(path):
+        fd, tmp = tempfile.mkstemp(suffix=".v", dir=os.path.dirname(path))
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    return path
 
 
 def simulate(files, circuit, x, latency=0, timeout=600):

@@ -144,3 +144,31 @@ def test_cli_export_synth(tmp_path, capsys):
     assert "--lut, --target and --pipeline: need --synth" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "m.h5"), "--format", "c", "-o", str(out), "--synth"]) == 2
     assert "--synth: needs --format verilog" in capsys.readouterr().err
+
+
+@needs_icarus
+def test_lut_primitives_simulate_like_the_circuit(tmp_path):
+    c = lut6_circuit(k=2)
+    x = bits(c, 50, 4)
+    text = fpga.to_lut_verilog(c, 2, primitives=6)
+    assert text.count("LUT6 #(.INIT(64'h") == c.num_gates and " >> {" not in text
+    (tmp_path / "d.v").write_text(text)
+    (tmp_path / "luts.v").write_text(fpga.lut_models())
+    out = fpga.simulate([tmp_path / "d.v", tmp_path / "luts.v"], c, x,
+                        fpga.pipeline_latency(c, 2))
+    check_against_circuit(c, out, x)
+    with pytest.raises(ValueError, match="primitives"):
+        fpga.to_lut_verilog(c, primitives=7)
+
+
+@needs_yosys
+@needs_icarus
+def test_synthesis_keeps_gate_primitives_and_splits_gates_from_head(tmp_path):
+    c = lut6_circuit(k=2)
+    rep = fpga.synthesize(c, lut=6, target="generic", workdir=tmp_path)
+    live = int(fpga._live_gates(c.simplify()).sum())              # gates some output reads
+    assert rep["luts_gates"] == live == rep["cells"]["LUT6"] and live >= rep["gates"] - 2
+    assert rep["luts_head"] == rep["luts"] - rep["luts_gates"] > 0
+    x = bits(c, 40, 6)
+    out = fpga.simulate([rep["netlist"]] + fpga.simulation_models("generic"), c, x)
+    check_against_circuit(c, out, x)

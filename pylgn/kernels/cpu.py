@@ -10,10 +10,12 @@ gate is the multilinear extension of its table:
 Every inner loop runs over the contiguous samples of whole rows (so it vectorizes); scratch rows
 are allocated once per parallel chunk of gates (or inputs), never per gate or sample. Each
 parallel kernel is a ``prange`` over chunks of a serial, ``nogil`` ``*_range`` kernel; the tiled
-training step calls those serial kernels directly on one tile of samples per thread. The
-serial kernels switch on the arity n once and inline one generic body per n = 1..6, so numba
-compiles each with n a constant (branches and scratch loops folded: 10x faster per gate on
-16-sample tiles, 1.7x on 256-sample rows, than one body with n read at run time).
+training step calls those serial kernels directly on one tile of samples per thread. The gate
+kernels are built per arity (``_per_arity``): one generic body (``_forward_gates``,
+``_table_grad_gates``, ``_input_grad_rows``) is compiled with n a constant (branches and scratch
+loops folded: 10x faster per gate on 16-sample tiles, 1.7x on 256-sample rows, than one body
+with n read at run time), on the first call at that arity, so a model compiles only the
+arities it uses; the public names dispatch on ``conn.shape[0]``.
 """
 import numpy as np
 from numba import njit, prange
@@ -21,11 +23,29 @@ from numba import njit, prange
 from .common import difference_table
 
 CHUNKS = 256
+MAX_ARITY = 6
 #: serial kernels with no CUDA twin: the ``*_range`` parts that the parallel kernels run per chunk
 #: and the tiled CPU training step (pylgn.tiling) runs per tile, and the tile's loss
 CPU_ONLY = ("gate_forward_range", "gate_backward_table_range", "gate_backward_inputs_range",
             "group_sum_range", "group_sum_backward_range", "softmax_cross_entropy_columns")
 _FM = {"nsz", "arcp", "contract", "reassoc"}
+
+
+def _per_arity(make):
+    """Memoise ``make(n) -> (serial, parallel)`` kernels of arity n, built on the first call at
+    that arity. ``make``'s kernels close over n, which numba freezes as a compile-time constant
+    (every branch and scratch loop on n folds); their on-disk cache (cache=True) is keyed by the
+    closed-over value, so each arity is compiled once per machine, and only when a model uses it.
+    An arity outside 1..6 raises (the CUDA kernels' limit)."""
+    kernels = {}
+
+    def get(n):
+        if n not in kernels:
+            if not 1 <= n <= MAX_ARITY:
+                raise ValueError(f"conn: arity (rows of conn) must be in 1..{MAX_ARITY}, got {n}")
+            kernels[n] = make(int(n))
+        return kernels[n]
+    return get
 
 
 @njit(cache=True, inline="always")
@@ -84,32 +104,30 @@ def _forward_gates(x, conn, table, y, g0, g1, n):
         _multilinear(table[g], n, x, rows, t, y[g])
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
+@_per_arity
+def _forward_kernels(n):
+    @njit(cache=True, nogil=True, fastmath=_FM)
+    def serial(x, conn, table, y, g0, g1):
+        _forward_gates(x, conn, table, y, g0, g1, n)
+
+    @njit(parallel=True, cache=True, fastmath=_FM)
+    def parallel(x, conn, table, y):
+        G = conn.shape[1]
+        nc = _chunks(G)
+        for c in prange(nc):
+            _forward_gates(x, conn, table, y, c * G // nc, (c + 1) * G // nc, n)
+    return serial, parallel
+
+
 def gate_forward_range(x, conn, table, y, g0, g1):
     """``gate_forward`` for the gates g0 <= g < g1 only, serial: one parallel chunk of gates, or
     every gate on one tile of samples (x, y holding that tile's columns) in the tiled step."""
-    n = conn.shape[0]
-    if n == 1:
-        _forward_gates(x, conn, table, y, g0, g1, 1)
-    elif n == 2:
-        _forward_gates(x, conn, table, y, g0, g1, 2)
-    elif n == 3:
-        _forward_gates(x, conn, table, y, g0, g1, 3)
-    elif n == 4:
-        _forward_gates(x, conn, table, y, g0, g1, 4)
-    elif n == 5:
-        _forward_gates(x, conn, table, y, g0, g1, 5)
-    else:
-        _forward_gates(x, conn, table, y, g0, g1, 6)
+    _forward_kernels(conn.shape[0])[0](x, conn, table, y, g0, g1)
 
 
-@njit(parallel=True, cache=True, fastmath=_FM)
 def gate_forward(x, conn, table, y):
     """Relaxed forward: y[g, s] = sum_r table[g, r] prod_k (x_k if b_k(r) else 1 - x_k)."""
-    G = conn.shape[1]
-    nc = _chunks(G)
-    for c in prange(nc):
-        gate_forward_range(x, conn, table, y, c * G // nc, (c + 1) * G // nc)
+    _forward_kernels(conn.shape[0])[1](x, conn, table, y)
 
 
 @njit(parallel=True, cache=True)
@@ -196,7 +214,23 @@ def _table_grad_gates(x, conn, dy, dtable, g0, g1, n):
                 _sums_last_inputs(e[j], x, rows, n, dtable[g], 4 * j)
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
+@_per_arity
+def _table_grad_kernels(n):
+    @njit(cache=True, nogil=True, fastmath=_FM)
+    def serial(x, conn, dy, dtable, g0, g1):
+        _table_grad_gates(x, conn, dy, dtable, g0, g1, n)
+
+    @njit(parallel=True, cache=True, fastmath=_FM)
+    def parallel(x, conn, dy, dtable):
+        G = conn.shape[1]
+        nc = _chunks(G)
+        for c in prange(nc):
+            g0, g1 = c * G // nc, (c + 1) * G // nc
+            dtable[g0:g1] = 0.0
+            _table_grad_gates(x, conn, dy, dtable, g0, g1, n)
+    return serial, parallel
+
+
 def gate_backward_table_range(x, conn, dy, dtable, g0, g1):
     """dtable[g, r] += sum_s dy[g, s] prod_k (x_k or 1 - x_k) for the gates g0 <= g < g1, serial.
 
@@ -204,30 +238,12 @@ def gate_backward_table_range(x, conn, dy, dtable, g0, g1):
     scratch rows (``_expand``, starting from dy); the last two are folded into the batch sums
     directly, four sums per scratch row.
     """
-    n = conn.shape[0]
-    if n == 1:
-        _table_grad_gates(x, conn, dy, dtable, g0, g1, 1)
-    elif n == 2:
-        _table_grad_gates(x, conn, dy, dtable, g0, g1, 2)
-    elif n == 3:
-        _table_grad_gates(x, conn, dy, dtable, g0, g1, 3)
-    elif n == 4:
-        _table_grad_gates(x, conn, dy, dtable, g0, g1, 4)
-    elif n == 5:
-        _table_grad_gates(x, conn, dy, dtable, g0, g1, 5)
-    else:
-        _table_grad_gates(x, conn, dy, dtable, g0, g1, 6)
+    _table_grad_kernels(conn.shape[0])[0](x, conn, dy, dtable, g0, g1)
 
 
-@njit(parallel=True, cache=True, fastmath=_FM)
 def gate_backward_table(x, conn, dy, dtable):
     """Gradient w.r.t. the relaxed table: dtable[g, r] = sum_s dy[g, s] prod_k (x_k or 1 - x_k)."""
-    G = conn.shape[1]
-    nc = _chunks(G)
-    for c in prange(nc):
-        g0, g1 = c * G // nc, (c + 1) * G // nc
-        dtable[g0:g1] = 0.0
-        gate_backward_table_range(x, conn, dy, dtable, g0, g1)
+    _table_grad_kernels(conn.shape[0])[1](x, conn, dy, dtable)
 
 
 _difference_table = njit(cache=True, inline="always")(difference_table)
@@ -266,25 +282,28 @@ def _input_grad_rows(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx, i0, 
                 acc[s] *= grad_factor
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
+@_per_arity
+def _input_grad_kernels(n):
+    @njit(cache=True, nogil=True, fastmath=_FM)
+    def serial(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx, i0, i1):
+        _input_grad_rows(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx, i0, i1, n)
+
+    @njit(parallel=True, cache=True, fastmath=_FM)
+    def parallel(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx):
+        I = dx.shape[0]
+        nc = _chunks(I)
+        for c in prange(nc):
+            _input_grad_rows(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx,
+                             c * I // nc, (c + 1) * I // nc, n)
+    return serial, parallel
+
+
 def gate_backward_inputs_range(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx, i0, i1):
     """``gate_backward_inputs`` for the input rows i0 <= i < i1 only (overwritten), serial."""
-    n = conn.shape[0]
-    if n == 1:
-        _input_grad_rows(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx, i0, i1, 1)
-    elif n == 2:
-        _input_grad_rows(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx, i0, i1, 2)
-    elif n == 3:
-        _input_grad_rows(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx, i0, i1, 3)
-    elif n == 4:
-        _input_grad_rows(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx, i0, i1, 4)
-    elif n == 5:
-        _input_grad_rows(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx, i0, i1, 5)
-    else:
-        _input_grad_rows(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx, i0, i1, 6)
+    _input_grad_kernels(conn.shape[0])[0](x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx,
+                                          i0, i1)
 
 
-@njit(parallel=True, cache=True, fastmath=_FM)
 def gate_backward_inputs(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx):
     """Gradient w.r.t. the inputs, gathered per input row (no races, deterministic):
 
@@ -293,11 +312,7 @@ def gate_backward_inputs(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx):
 
     ``rev_idx[rev_ptr[i]:rev_ptr[i+1]]`` lists the slots k*G + g that read input i.
     """
-    I = dx.shape[0]
-    nc = _chunks(I)
-    for c in prange(nc):
-        gate_backward_inputs_range(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx,
-                                   c * I // nc, (c + 1) * I // nc)
+    _input_grad_kernels(conn.shape[0])[1](x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx)
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)

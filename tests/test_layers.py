@@ -76,7 +76,8 @@ def test_gradients_finite_differences(arity, param, estimator):
     assert err < 1e-6, err
 
 
-@pytest.mark.parametrize("arity,param", [(1, "iwp"), (2, "iwp"), (3, "iwp"), (6, "iwp"), (2, "op")])
+@pytest.mark.parametrize("arity,param", [(1, "iwp"), (2, "iwp"), (3, "iwp"), (4, "iwp"),
+                                         (5, "iwp"), (6, "iwp"), (2, "op")])
 def test_input_gradient_finite_differences(arity, param):
     """dL/dx of a layer (through the reverse index) against finite differences, with grad_factor."""
     layer = pylgn.LogicLayer(10, 16, arity=arity, param=param, init="gaussian", sigma=1.0,

@@ -96,4 +96,22 @@ def test_cli_learn_thresholds_train_eval(tmp_path, capsys):
     assert main(["export", str(tmp_path / "checkpoint.h5"), "--format", "c", "-o",
                  str(tmp_path / "net.c")]) == 0
     assert "learned thermometer" in capsys.readouterr().out                  # says where the
-    assert (tmp_path / "net.c").stat().st_size > 0                           # bits come from
+    _c_export_computes_the_model(tmp_path / "net.c", ck.model, tmp_path)     # bits come from
+
+
+def _c_export_computes_the_model(path, model, tmp_path):
+    """The exported C, compiled and fed the learned encoder's bits of digits, gives the
+    discretized model's group counts (its forward on the scaled values, times tau)."""
+    from pylgn.data import load_digits
+    from test_export import compile_file
+    dll = compile_file(path, tmp_path)
+    ds = load_digits()
+    x = ds.scale(ds.x_test[:150])
+    bits = model.encoder.encode(x).astype(bool)
+    words = np.ascontiguousarray(model.to_circuit().pack(bits).words.T)
+    scores = np.zeros((len(x), model.out_dim), dtype=np.int32)
+    dll.pylgn_scores(words.ctypes.data, scores.ctypes.data, len(x))
+    want = np.rint(model.eval().forward(x) * model.layers[-1].tau).astype(np.int32)
+    model.train()
+    assert len(np.unique(want)) > 3
+    np.testing.assert_array_equal(scores, want)

@@ -17,6 +17,10 @@ loops folded: 10x faster per gate on 16-sample tiles, 1.7x on 256-sample rows, t
 with n read at run time), on the first call at that arity, so a model compiles only the
 arities it uses; the public names dispatch on ``conn.shape[0]``.
 """
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -32,11 +36,11 @@ _FM = {"nsz", "arcp", "contract", "reassoc"}
 
 
 def _per_arity(make):
-    """Memoise ``make(n) -> (serial, parallel)`` kernels of arity n, built on the first call at
-    that arity. ``make``'s kernels close over n, which numba freezes as a compile-time constant
-    (every branch and scratch loop on n folds); their on-disk cache (cache=True) is keyed by the
-    closed-over value, so each arity is compiled once per machine, and only when a model uses it.
-    An arity outside 1..6 raises (the CUDA kernels' limit)."""
+    """Memoise ``make(n) -> kernel`` of arity n, built on the first call at that arity. The
+    kernel closes over n, which numba freezes as a compile-time constant (every branch and
+    scratch loop on n folds); its on-disk cache (cache=True) is keyed by the closed-over value,
+    so each arity is compiled once per machine, and only when a model uses it. An arity outside
+    1..6 raises (the CUDA kernels' limit)."""
     kernels = {}
 
     def get(n):
@@ -46,6 +50,38 @@ def _per_arity(make):
             kernels[n] = make(int(n))
         return kernels[n]
     return get
+
+
+_POOL = [None, 0]
+_POOL_NAME = "pylgn-kernels"
+
+
+def _pool(workers):
+    """The shared thread pool of ``workers`` threads (rebuilt when that changes)."""
+    if _POOL[1] != workers:
+        if _POOL[0] is not None:
+            _POOL[0].shutdown(wait=True)
+        _POOL[0], _POOL[1] = ThreadPoolExecutor(workers, thread_name_prefix=_POOL_NAME), workers
+    return _POOL[0]
+
+
+def _in_parallel(serial, total, *args):
+    """Runs ``serial(*args, r0, r1)`` (a nogil ``*_range`` kernel) over the rows 0 <= r < total
+    split into numba.get_num_threads() contiguous parts: the first part on the calling thread,
+    the others on a shared thread pool (serially when called from that pool). Every row is
+    computed by one call, so the result does not depend on the split. The serial kernel is the
+    only compiled code, shared with the tiled step (a numba prange would compile each kernel a
+    second time, 2-3x the compile time of the serial one)."""
+    parts = min(numba.get_num_threads(), total)
+    if parts <= 1 or threading.current_thread().name.startswith(_POOL_NAME):
+        serial(*args, 0, total)
+        return
+    bounds = [p * total // parts for p in range(parts + 1)]
+    pool = _pool(parts - 1)
+    futures = [pool.submit(serial, *args, bounds[p], bounds[p + 1]) for p in range(1, parts)]
+    serial(*args, 0, bounds[1])
+    for f in futures:
+        f.result()
 
 
 @njit(cache=True, inline="always")
@@ -105,29 +141,22 @@ def _forward_gates(x, conn, table, y, g0, g1, n):
 
 
 @_per_arity
-def _forward_kernels(n):
+def _forward_kernel(n):
     @njit(cache=True, nogil=True, fastmath=_FM)
-    def serial(x, conn, table, y, g0, g1):
+    def kernel(x, conn, table, y, g0, g1):
         _forward_gates(x, conn, table, y, g0, g1, n)
-
-    @njit(parallel=True, cache=True, fastmath=_FM)
-    def parallel(x, conn, table, y):
-        G = conn.shape[1]
-        nc = _chunks(G)
-        for c in prange(nc):
-            _forward_gates(x, conn, table, y, c * G // nc, (c + 1) * G // nc, n)
-    return serial, parallel
+    return kernel
 
 
 def gate_forward_range(x, conn, table, y, g0, g1):
     """``gate_forward`` for the gates g0 <= g < g1 only, serial: one parallel chunk of gates, or
     every gate on one tile of samples (x, y holding that tile's columns) in the tiled step."""
-    _forward_kernels(conn.shape[0])[0](x, conn, table, y, g0, g1)
+    _forward_kernel(conn.shape[0])(x, conn, table, y, g0, g1)
 
 
 def gate_forward(x, conn, table, y):
     """Relaxed forward: y[g, s] = sum_r table[g, r] prod_k (x_k if b_k(r) else 1 - x_k)."""
-    _forward_kernels(conn.shape[0])[1](x, conn, table, y)
+    _in_parallel(_forward_kernel(conn.shape[0]), conn.shape[1], x, conn, table, y)
 
 
 @njit(parallel=True, cache=True)
@@ -215,20 +244,11 @@ def _table_grad_gates(x, conn, dy, dtable, g0, g1, n):
 
 
 @_per_arity
-def _table_grad_kernels(n):
+def _table_grad_kernel(n):
     @njit(cache=True, nogil=True, fastmath=_FM)
-    def serial(x, conn, dy, dtable, g0, g1):
+    def kernel(x, conn, dy, dtable, g0, g1):
         _table_grad_gates(x, conn, dy, dtable, g0, g1, n)
-
-    @njit(parallel=True, cache=True, fastmath=_FM)
-    def parallel(x, conn, dy, dtable):
-        G = conn.shape[1]
-        nc = _chunks(G)
-        for c in prange(nc):
-            g0, g1 = c * G // nc, (c + 1) * G // nc
-            dtable[g0:g1] = 0.0
-            _table_grad_gates(x, conn, dy, dtable, g0, g1, n)
-    return serial, parallel
+    return kernel
 
 
 def gate_backward_table_range(x, conn, dy, dtable, g0, g1):
@@ -238,12 +258,13 @@ def gate_backward_table_range(x, conn, dy, dtable, g0, g1):
     scratch rows (``_expand``, starting from dy); the last two are folded into the batch sums
     directly, four sums per scratch row.
     """
-    _table_grad_kernels(conn.shape[0])[0](x, conn, dy, dtable, g0, g1)
+    _table_grad_kernel(conn.shape[0])(x, conn, dy, dtable, g0, g1)
 
 
 def gate_backward_table(x, conn, dy, dtable):
     """Gradient w.r.t. the relaxed table: dtable[g, r] = sum_s dy[g, s] prod_k (x_k or 1 - x_k)."""
-    _table_grad_kernels(conn.shape[0])[1](x, conn, dy, dtable)
+    dtable.fill(0)
+    _in_parallel(_table_grad_kernel(conn.shape[0]), conn.shape[1], x, conn, dy, dtable)
 
 
 _difference_table = njit(cache=True, inline="always")(difference_table)
@@ -283,25 +304,16 @@ def _input_grad_rows(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx, i0, 
 
 
 @_per_arity
-def _input_grad_kernels(n):
+def _input_grad_kernel(n):
     @njit(cache=True, nogil=True, fastmath=_FM)
-    def serial(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx, i0, i1):
+    def kernel(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx, i0, i1):
         _input_grad_rows(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx, i0, i1, n)
-
-    @njit(parallel=True, cache=True, fastmath=_FM)
-    def parallel(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx):
-        I = dx.shape[0]
-        nc = _chunks(I)
-        for c in prange(nc):
-            _input_grad_rows(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx,
-                             c * I // nc, (c + 1) * I // nc, n)
-    return serial, parallel
+    return kernel
 
 
 def gate_backward_inputs_range(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx, i0, i1):
     """``gate_backward_inputs`` for the input rows i0 <= i < i1 only (overwritten), serial."""
-    _input_grad_kernels(conn.shape[0])[0](x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx,
-                                          i0, i1)
+    _input_grad_kernel(conn.shape[0])(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx, i0, i1)
 
 
 def gate_backward_inputs(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx):
@@ -312,7 +324,8 @@ def gate_backward_inputs(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx):
 
     ``rev_idx[rev_ptr[i]:rev_ptr[i+1]]`` lists the slots k*G + g that read input i.
     """
-    _input_grad_kernels(conn.shape[0])[1](x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx)
+    _in_parallel(_input_grad_kernel(conn.shape[0]), dx.shape[0], x, conn, rev_ptr, rev_idx, table,
+                 dy, grad_factor, dx)
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
@@ -387,11 +400,9 @@ def group_sum_range(x, tau, out, c0, c1):
             o[s] /= tau
 
 
-@njit(parallel=True, cache=True)
 def group_sum(x, tau, out):
     """GroupSum: out[c, s] = sum_{j < m} x[c m + j, s] / tau, m = rows of x / rows of out."""
-    for c in prange(out.shape[0]):
-        group_sum_range(x, tau, out, c, c + 1)
+    _in_parallel(group_sum_range, out.shape[0], x, tau, out)
 
 
 @njit(cache=True, nogil=True)
@@ -405,13 +416,9 @@ def group_sum_backward_range(dout, tau, dx, j0, j1):
             r[s] = d[s] / tau
 
 
-@njit(parallel=True, cache=True)
 def group_sum_backward(dout, tau, dx):
     """GroupSum backward: dx[c m + j, s] = dout[c, s] / tau."""
-    J = dx.shape[0]
-    nc = _chunks(J)
-    for c in prange(nc):
-        group_sum_backward_range(dout, tau, dx, c * J // nc, (c + 1) * J // nc)
+    _in_parallel(group_sum_backward_range, dx.shape[0], dout, tau, dx)
 
 
 @njit(cache=True, nogil=True)

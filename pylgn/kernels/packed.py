@@ -408,7 +408,6 @@ def pack_raw(raw64, n, enc, in_dim):
     return words
 
 
-@njit(nogil=True, cache=True)
 def run_blocks(x, raw, enc, n, blk0, blk1, buf, t, planes, op, ptr, src, dst, arity, table,
                out, k, mode, bits, scores, pred):
     """Run a planned circuit on blocks blk0 .. blk1-1 of n samples.
@@ -420,43 +419,65 @@ def run_blocks(x, raw, enc, n, blk0, blk1, buf, t, planes, op, ptr, src, dst, ar
     mode 2: pred[s] = argmax_c of those counts (the lowest c on ties).
     Scratch (64-byte aligned, ``aligned_empty``): node values buf (slots, words), mux tree t
     (32, words), counter planes (MAX_LEVELS, words); a block is ``words`` words.
-    Releases the GIL: ``run_circuit`` runs chunks of blocks on threads.
+    Releases the GIL: ``run_circuit`` runs chunks of blocks on threads. The kernel is compiled
+    per input path (``_blocks_kernel``): packed inputs never compile the raw encoder.
     """
-    words = buf.shape[1]
-    m = out.shape[0] // k if k > 0 else 0
-    L = max(4, int(np.ceil(np.log2(m + 1))) + 1) if k > 0 else 0
-    tmp = np.empty((16, words), dtype=np.uint64)
-    acc = np.empty(64 * words, dtype=np.int32)
-    best = np.empty(64 * words, dtype=np.int32)
-    arg = np.empty(64 * words, dtype=np.int64)
-    vt64 = np.empty((8 * enc[0].shape[0], 8 * words), dtype=np.uint64)
-    for blk in range(blk0, blk1):
-        w0 = blk * words
-        if raw.shape[0] == n:
-            load_raw(raw, 64 * w0, enc, buf, vt64)
-        else:
-            load_packed(x, w0, buf)
-        _run_block(buf, t, op, ptr, src, dst, arity, table)
-        ns = min(64 * words, n - 64 * w0)
-        if mode == 0:
-            for j in range(out.shape[0]):
-                for w in range(min(words, bits.shape[1] - w0)):
-                    bits[j, w0 + w] = buf[out[j], w]
-            continue
-        best[:] = -1
-        for cls in range(k):
-            _count_group(buf, out, cls * m, (cls + 1) * m, planes, tmp, L)
-            _plane_counts(planes, L, acc)
-            if mode == 1:
-                for i in range(ns):
-                    scores[64 * w0 + i, cls] = acc[i]
+    _blocks_kernel(raw.shape[0] == n)(x, raw, enc, n, blk0, blk1, buf, t, planes, op, ptr, src,
+                                      dst, arity, table, out, k, mode, bits, scores, pred)
+
+
+_BLOCK_KERNELS = {}
+
+
+def _blocks_kernel(from_raw):
+    """``run_blocks``'s kernel for raw (True) or packed (False) inputs, built on first use; the
+    closed-over ``from_raw`` is a compile-time constant, so numba prunes the other path before
+    typing it (the raw encoder, ``load_raw``, is most of the packed engine's compile time)."""
+    if from_raw not in _BLOCK_KERNELS:
+        _BLOCK_KERNELS[from_raw] = _make_blocks_kernel(bool(from_raw))
+    return _BLOCK_KERNELS[from_raw]
+
+
+def _make_blocks_kernel(from_raw):
+    @njit(nogil=True, cache=True)
+    def kernel(x, raw, enc, n, blk0, blk1, buf, t, planes, op, ptr, src, dst, arity, table,
+               out, k, mode, bits, scores, pred):
+        words = buf.shape[1]
+        m = out.shape[0] // k if k > 0 else 0
+        L = max(4, int(np.ceil(np.log2(m + 1))) + 1) if k > 0 else 0
+        tmp = np.empty((16, words), dtype=np.uint64)
+        acc = np.empty(64 * words, dtype=np.int32)
+        best = np.empty(64 * words, dtype=np.int32)
+        arg = np.empty(64 * words, dtype=np.int64)
+        vt64 = np.empty((8 * enc[0].shape[0], 8 * words), dtype=np.uint64)
+        for blk in range(blk0, blk1):
+            w0 = blk * words
+            if from_raw:
+                load_raw(raw, 64 * w0, enc, buf, vt64)
             else:
+                load_packed(x, w0, buf)
+            _run_block(buf, t, op, ptr, src, dst, arity, table)
+            ns = min(64 * words, n - 64 * w0)
+            if mode == 0:
+                for j in range(out.shape[0]):
+                    for w in range(min(words, bits.shape[1] - w0)):
+                        bits[j, w0 + w] = buf[out[j], w]
+                continue
+            best[:] = -1
+            for cls in range(k):
+                _count_group(buf, out, cls * m, (cls + 1) * m, planes, tmp, L)
+                _plane_counts(planes, L, acc)
+                if mode == 1:
+                    for i in range(ns):
+                        scores[64 * w0 + i, cls] = acc[i]
+                else:
+                    for i in range(ns):
+                        if acc[i] > best[i]:
+                            best[i], arg[i] = acc[i], cls
+            if mode == 2:
                 for i in range(ns):
-                    if acc[i] > best[i]:
-                        best[i], arg[i] = acc[i], cls
-        if mode == 2:
-            for i in range(ns):
-                pred[64 * w0 + i] = arg[i]
+                    pred[64 * w0 + i] = arg[i]
+    return kernel
 
 
 _POOL = {}

@@ -8,9 +8,10 @@ gate is the multilinear extension of its table:
     y[g, s] = sum_r table[g, r] * prod_k (x_k if b_k(r) else 1 - x_k),   x_k = x[conn[k, g], s]
 
 Every inner loop runs over the contiguous samples of whole rows (so it vectorizes); scratch rows
-are allocated once per parallel chunk of gates (or inputs), never per gate or sample. Each
-parallel kernel is a ``prange`` over chunks of a serial, ``nogil`` ``*_range`` kernel; the tiled
-training step calls those serial kernels directly on one tile of samples per thread. The gate
+are allocated once per thread's part of the gates (or inputs), never per gate or sample. The
+gate, GroupSum and Adam kernels are serial, ``nogil`` ``*_range`` kernels; the public kernel
+splits the rows into one contiguous part per thread (``_in_parallel``), and the tiled training
+step calls the serial kernels directly on one tile of samples per thread. The gate
 kernels are built per arity (``_per_arity``): one generic body (``_forward_gates``,
 ``_table_grad_gates``, ``_input_grad_rows``) is compiled with n a constant (branches and scratch
 loops folded: 10x faster per gate on 16-sample tiles, 1.7x on 256-sample rows, than one body
@@ -28,6 +29,7 @@ from .common import difference_table
 
 CHUNKS = 256
 MAX_ARITY = 6
+ADAM_GRAIN = 1 << 15        # Adam entries per thread at least (below, one thread beats a handoff)
 #: serial kernels with no CUDA twin: the ``*_range`` parts that the parallel kernels run per chunk
 #: and the tiled CPU training step (pylgn.tiling) runs per tile, and the tile's loss
 CPU_ONLY = ("gate_forward_range", "gate_backward_table_range", "gate_backward_inputs_range",
@@ -52,27 +54,30 @@ def _per_arity(make):
     return get
 
 
-_POOL = [None, 0]
+_POOLS = {}
 _POOL_NAME = "pylgn-kernels"
+_POOL_LOCK = threading.Lock()
 
 
 def _pool(workers):
-    """The shared thread pool of ``workers`` threads (rebuilt when that changes)."""
-    if _POOL[1] != workers:
-        if _POOL[0] is not None:
-            _POOL[0].shutdown(wait=True)
-        _POOL[0], _POOL[1] = ThreadPoolExecutor(workers, thread_name_prefix=_POOL_NAME), workers
-    return _POOL[0]
+    """The shared thread pool of ``workers`` threads (one per size, created on first use)."""
+    pool = _POOLS.get(workers)
+    if pool is None:
+        with _POOL_LOCK:
+            pool = _POOLS.setdefault(workers, ThreadPoolExecutor(
+                workers, thread_name_prefix=_POOL_NAME))
+    return pool
 
 
-def _in_parallel(serial, total, *args):
+def _in_parallel(serial, total, *args, grain=1):
     """Runs ``serial(*args, r0, r1)`` (a nogil ``*_range`` kernel) over the rows 0 <= r < total
-    split into numba.get_num_threads() contiguous parts: the first part on the calling thread,
+    split into numba.get_num_threads() contiguous parts of at least ``grain`` rows (fewer parts
+    when there are not enough rows; one part runs serially): the first part on the calling thread,
     the others on a shared thread pool (serially when called from that pool). Every row is
     computed by one call, so the result does not depend on the split. The serial kernel is the
     only compiled code, shared with the tiled step (a numba prange would compile each kernel a
     second time, 2-3x the compile time of the serial one)."""
-    parts = min(numba.get_num_threads(), total)
+    parts = min(numba.get_num_threads(), total // grain)
     if parts <= 1 or threading.current_thread().name.startswith(_POOL_NAME):
         serial(*args, 0, total)
         return
@@ -328,16 +333,22 @@ def gate_backward_inputs(x, conn, rev_ptr, rev_idx, table, dy, grad_factor, dx):
                  dy, grad_factor, dx)
 
 
-@njit(parallel=True, cache=True, fastmath=_FM)
 def adam_step(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
     """One Adam step over flat arrays (decoupled weight decay, bias-corrected):
 
         m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2
         p <- p - lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps) - lr * wd * p
     """
+    _in_parallel(_adam_range, param.shape[0], param, grad, m, v, lr, beta1, beta2, eps,
+                 weight_decay, step, grain=ADAM_GRAIN)
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _adam_range(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, i0, i1):
+    """``adam_step`` on the entries i0 <= i < i1 only, serial."""
     c1 = 1.0 - beta1 ** step
     c2 = 1.0 - beta2 ** step
-    for i in prange(param.shape[0]):
+    for i in range(i0, i1):
         g = grad[i]
         mi = beta1 * m[i] + (1.0 - beta1) * g
         vi = beta2 * v[i] + (1.0 - beta2) * g * g

@@ -277,7 +277,7 @@ def _c_tables(c):
             "#define PYLGN_GATE2(EXPR) do { uint64_t *o_ = v + (size_t)*d * PYLGN_W; \\",
             "    const uint64_t *a_ = v + (size_t)s[0] * PYLGN_W, *b_ = v + (size_t)s[1] * PYLGN_W; \\",
             "    for (int j = 0; j < PYLGN_W; ++j) { uint64_t a = a_[j], b = b_[j]; "
-            "(void)b; o_[j] = (EXPR); } } while (0)", "",
+            "(void)a; (void)b; o_[j] = (EXPR); } } while (0)", "",
             "/* n-input gate by Shannon expansion of its table code (row 0 = the top bit) */",
             "static inline void pylgn_lut(uint64_t *v, int32_t d, const int32_t *s, int n,",
             "                             uint64_t code)",
@@ -308,7 +308,7 @@ def _c_tables(c):
 
 def _gid(c, gs):
     """Two-input gate id of gates of arity <= 2 (one-input gates as the gate with b = a)."""
-    codes = c.codes[gs].astype(np.int64)
+    codes = np.minimum(c.codes[gs], np.uint64(15)).astype(np.int64)    # wider tables: unused
     return np.where(c.arity[gs] == 2, codes, np.array([0, 3, 12, 15])[np.minimum(codes, 3)])
 
 

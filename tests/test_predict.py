@@ -219,3 +219,21 @@ def test_cli_export_main_compiles_and_matches_predict(tmp_path, capsys):
     np.save(tmp_path / "x.npy", x)
     want = predict_cli(capsys, ckpt, str(tmp_path / "x.npy"))
     assert run_c(tmp_path, out.read_text(), x, "cli") == want
+
+
+@needs_cc
+def test_c_tables_with_dead_gates_and_wide_tables(tmp_path):
+    """Gates no output reads (left out of the C) beside live ones, one- to six-input gates in
+    one circuit: both C forms against Circuit.predict_raw."""
+    rng = np.random.default_rng(10)
+    enc = Thermometer((1, 4, 4), 2, max_value=16)
+    layers, width = [], 32
+    for G, n, reach in ((64, 1, 32), (64, 6, 64), (40, 3, 20), (8, 2, 40)):
+        conn = rng.integers(0, min(reach, width), size=(n, G))
+        layers.append((conn, rng.integers(0, 2, size=(G, 2 ** n))))
+        width = G
+    circuit = pylgn.Circuit(32, layers, k=4)
+    x = rng.integers(0, 17, size=(500, 1, 4, 4)).astype(np.uint8)
+    want = [str(v) for v in circuit.predict_raw(x, enc)]
+    for form in ("lines", "tables"):
+        assert run_c(tmp_path, circuit.to_c(enc, main=True, form=form), x, form) == want

@@ -136,11 +136,11 @@ class Encoder:
         """(batch, raw_dim) uint8 of x for the fused kernel, or None (then ``encode`` serves)."""
         if not (isinstance(x, np.ndarray) and x.dtype == np.uint8):
             return None
-        if (self._byte_cuts() < 1).any():
+        if (self.byte_cuts() < 1).any():
             return None
         return np.ascontiguousarray(self._values(x))
 
-    def _byte_cuts(self):
+    def byte_cuts(self):
         """Per bit: the smallest byte value v with v > cut (0..256)."""
         cut = self.comparisons()[1].astype(np.float64)
         return np.clip(np.floor(np.nan_to_num(cut, posinf=256, neginf=-1)) + 1, 0, 256
@@ -151,7 +151,7 @@ class Encoder:
         return raw_plan(self.comparisons()[0], features)
 
     def cut_table(self, x):
-        return self._byte_cuts()
+        return self.byte_cuts()
 
     def _shape_of(self, x):
         """(batch, raw_dim) view of x after the shape check."""

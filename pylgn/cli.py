@@ -718,7 +718,7 @@ def cmd_export(args):
     if not args.no_simplify:
         circuit = circuit.simplify()
     if args.synth or any(v is not None for v in (args.lut, args.target, args.pipeline)):
-        return _export_synth(args, circuit, before)
+        return _export_synth(args, circuit, before, _raw_encoder(ckpt))
     if args.format == "circuit":
         circuit.save(args.output)
     else:
@@ -750,8 +750,18 @@ def _export_c(args, ckpt, circuit):
     return circuit.to_c(encoder=encoder, main=args.main)
 
 
-def _export_synth(args, circuit, before):
-    """--synth: write pylgn.fpga's LUT Verilog, synthesize it with Yosys, print the report."""
+def _raw_encoder(ckpt):
+    """The checkpoint's encoder when it reads 8-bit values (the Verilog raw top), else None."""
+    if "encoder" not in ckpt.meta:
+        return None
+    from .encoders import from_checkpoint
+    encoder = from_checkpoint(ckpt)
+    return encoder if encoder.kind != "quantile" and encoder.max_value <= 255 else None
+
+
+def _export_synth(args, circuit, before, encoder=None):
+    """--synth: write pylgn.fpga's LUT Verilog (with an 8-bit encoder: the raw top, comparators
+    to class), synthesize it with Yosys, print the report."""
     if not args.synth:
         raise UsageError("--lut, --target and --pipeline: need --synth")
     if args.format != "verilog":
@@ -761,18 +771,21 @@ def _export_synth(args, circuit, before):
     from . import fpga
     from .checkpoint import atomic_path
     with atomic_path(args.output) as tmp, open(tmp, "w") as f:
-        f.write(fpga.to_lut_verilog(circuit, args.pipeline))
+        f.write(fpga.to_lut_verilog(circuit, args.pipeline) if encoder is None else
+                fpga.to_raw_verilog(circuit, encoder, args.pipeline))
     try:
         r = fpga.synthesize(circuit, lut=args.lut or 6, target=args.target or "generic",
-                            pipeline=args.pipeline, simplify=False)
+                            pipeline=args.pipeline, simplify=False, encoder=encoder)
     except RuntimeError as e:
         raise UsageError(f"--synth: {e}") from None
     sizes = ", ".join(f"LUT{n} {c}" for n, c in sorted(r["luts_by_size"].items(), reverse=True))
-    print(f"{args.output}: LUT Verilog ({fpga.TOP}), {circuit.num_gates} gates (trained: "
+    print(f"{args.output}: LUT Verilog ({fpga.TOP if encoder is None else fpga.RAW_TOP}), "
+          f"{circuit.num_gates} gates (trained: "
           f"{before}), depth {circuit.depth}, {circuit.in_dim} input bits")
     print(f"  yosys ({r['target']}, LUT{r['lut']}): {r['luts']} LUTs ({sizes}), {r['ffs']} "
           f"flip-flops, {r['logic_levels']} logic levels, latency {r['latency_cycles']} cycles, "
-          f"{r['seconds']:.1f} s")
+          f"{r['seconds']:.1f} s" + (f"; the encoder's comparators: {r['luts_encoder']} LUTs"
+                                     if encoder is not None else ""))
 
 
 if __name__ == "__main__":

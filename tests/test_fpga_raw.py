@@ -75,3 +75,14 @@ def test_raw_top_refuses_what_it_cannot_read():
         fpga.to_raw_verilog(c, "thermometer")
     with pytest.raises(ValueError, match="x: expected raw uint8"):
         fpga.simulate([], c, np.zeros((2, 36)), encoder=enc)
+
+
+@needs_yosys
+def test_cli_export_synth_writes_the_raw_top(tmp_path, capsys):
+    model, enc, x, _ = image_kind("dense", np.random.default_rng(4))
+    ckpt = save(tmp_path / "m.h5", model, enc)
+    out = tmp_path / "m.v"
+    capsys.readouterr()
+    assert main(["export", ckpt, "--format", "verilog", "--synth", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"module {fpga.RAW_TOP}" in out.read_text() and "encoder's comparators" in text

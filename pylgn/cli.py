@@ -199,9 +199,10 @@ def _build_parser():
     t.add_argument("--batch-size", type=int, help="samples per micro-batch (default 100)")
     t.add_argument("--accumulate", type=int, help="micro-batches per step (default 1)")
     t.add_argument("--seed", type=int, help="model and data-order seed (default 0)")
-    t.add_argument("--learn-thresholds", action="store_true", default=None,
+    t.add_argument("--learn-thresholds", action=argparse.BooleanOptionalAction, default=None,
                    help="learn the thermometer thresholds (one vector per image channel) with "
-                        "the network (pylgn.thresholds.LearnableThermometer)")
+                        "the network (pylgn.thresholds.LearnableThermometer; the default of the "
+                        "28x28 recipe; the exports compile them in)")
     t.add_argument("--augment", nargs="?", const="crop", choices=("none", "crop", "shift"),
                    help="training-image augmentation: crop (the default with a bare --augment) = "
                         "random resized crop (+ horizontal flip for CIFAR), shift = random "

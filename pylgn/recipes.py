@@ -32,6 +32,7 @@ RECIPES = (
     Recipe("28x28-grayscale", "1 x 28 x 28 images",
            lambda shape, n: _images(shape, 1, 28),
            dict(crop=20, thresholds=2, layers=6, width=8000, tau=10.0, lr=0.02,
+                learn_thresholds=True,
                 lr_schedule="cosine", steps=60000)),
     # DLGN "S" on CIFAR-size colour images: 4 x 12,000 gates, 3 thresholds, tau 100.
     Recipe("32x32-colour", "3 x 32 x 32 images",

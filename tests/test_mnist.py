@@ -52,10 +52,11 @@ def test_mnist_smoke_training_with_recipe(mnist_dir, tmp_path, capsys):
     assert res["steps"] == 300 and res["test_accuracy_discrete"] > 0.6
     ck = pylgn.load(tmp_path / "checkpoint.h5")
     settings = recipe((1, 28, 28), 60000)[1]
-    assert ck.meta["crop"] == 20 and ck.model.in_dim == 20 * 20 * settings["thresholds"]
+    assert ck.meta["crop"] == 20 and ck.model.in_dim == 20 * 20 and settings["learn_thresholds"]
+    assert ck.model.encoder.out_dim == 20 * 20 * settings["thresholds"]
     assert len(ck.model.logic_layers) == settings["layers"]
     ds = load_dataset("mnist", data_dir=str(mnist_dir))
-    x = ds.encode(ds.x_test[:2000], settings["thresholds"], 20)
+    x = ds.scale(ds.x_test[:2000], 20)                # the model learns its thresholds
     floats = pylgn.train.evaluate(ck.model, x, ds.y_test[:2000], packed=False)
     assert pylgn.train.evaluate(ck.model, x, ds.y_test[:2000]) == floats
     assert main(["eval", str(tmp_path / "checkpoint.h5"), "--data-dir", str(mnist_dir),
@@ -146,7 +147,8 @@ def test_cli_recipe_for_any_28x28_dataset(tmp_path, capsys):
             "--batch-size", "20", "--out", str(tmp_path / "run"), "--no-progress", "--json"]
     assert main(argv) == 0
     ck = pylgn.load(tmp_path / "run" / "checkpoint.h5")
-    assert ck.model.in_dim == 400 * recipe((1, 28, 28), 40)[1]["thresholds"]
+    assert ck.model.in_dim == 400 and recipe((1, 28, 28), 40)[1]["learn_thresholds"]
+    assert ck.model.encoder.out_dim == 400 * recipe((1, 28, 28), 40)[1]["thresholds"]
     assert ck.meta["settings"]["lr_schedule"] == "cosine"
     assert main(argv[:-4] + ["--crop", "0", "--thresholds", "1", "--out", str(tmp_path / "r2"),
                              "--no-progress"]) == 0
@@ -167,4 +169,4 @@ def test_cdlgn_mnist_arch_under_logictreenet_s(tmp_path, capsys):
     assert main(["info", str(tmp_path / "run" / "checkpoint.h5"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 100_000 < info["gate_count"]["total"] <= 147_000
-    assert info["in_dim"] == 20 * 20 * recipe((1, 28, 28), 20)[1]["thresholds"]
+    assert info["in_dim"] == 20 * 20 and recipe((1, 28, 28), 20)[1]["learn_thresholds"]

@@ -34,6 +34,14 @@ def runs(group):
         out["wiring6-ste-c16-first"] = (LUT6 + ["--connections=learned", "--candidates=16",
                                                 "--learned-layers=first"], 6000,
                                         "learned, straight-through, C = 16, first layer only")
+        out["wiring6-ste-c32"] = (LUT6 + ["--connections=learned", "--candidates=32"], 6000,
+                                  "learned, straight-through, C = 32, all layers")
+        out["wiring6-ste-c16-t4"] = (LUT6 + ["--connections=learned", "--candidates=16",
+                                             "--thresholds=4"], 6000,
+                                     "learned, straight-through, C = 16, 4 thresholds")
+        out["wiring6-ste-c16-last500"] = (LUT6 + ["--connections=learned", "--candidates=16",
+                                                  "--last-width=500"], 6000,
+                                          "learned, straight-through, C = 16, last layer 500")
         return out
     if group == "goals":
         return {"goal-lut6-8k-learned": (LUT6 + ["--connections=learned", "--candidates=16"],

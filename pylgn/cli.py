@@ -13,8 +13,10 @@ import time
 #: recipe for the data's shape and size (pylgn.recipes); on --resume they come from the checkpoint.
 DEFAULT_DATASET = "digits"
 
-LIMITS = dict(thresholds=(1, 255), layers=(1, 10 ** 4), width=(1, 10 ** 9), arity=(1, 6),
+LIMITS = dict(thresholds=(1, 255), layers=(1, 10 ** 4), width=(1, 10 ** 9), last_width=(1, 10 ** 9),
+              arity=(1, 6),
               tau=(1e-6, 1e9), lr=(1e-12, 1e3), batch_size=(1, 10 ** 7), accumulate=(1, 10 ** 6),
+              weight_decay=(0.0, 1e3),
               seed=(0, 2 ** 32 - 1), warmup=(0, 10 ** 9), steps=(1, 10 ** 10), gumbel=(0.0, 1e3))
 
 
@@ -171,6 +173,10 @@ def _build_parser():
     t.add_argument("--thresholds", type=int, help="thermometer thresholds per value")
     t.add_argument("--layers", type=int, help="logic layers")
     t.add_argument("--width", type=int, help="gates per layer")
+    t.add_argument("--last-width", type=int, metavar="N",
+                   help="gates of the last dense layer (default --width): a narrow last layer "
+                        "means fewer outputs per class, so a smaller popcount and argmax in the "
+                        "circuit (LUTs on an FPGA)")
     t.add_argument("--arity", type=int, help="inputs per gate, 1..6 (default 2)")
     t.add_argument("--connections", choices=LAYER_CONNECTIONS,
                    help="wiring of the dense layers: random (default), unique, or learned: each "
@@ -195,6 +201,8 @@ def _build_parser():
     t.add_argument("--lr", type=float, help="Adam learning rate (the peak, with a schedule)")
     t.add_argument("--lr-schedule", choices=SCHEDULES,
                    help="constant, or cosine decay to 0 at --steps (pylgn.optim.scheduled_lr)")
+    t.add_argument("--weight-decay", type=float, help="decoupled (AdamW) weight decay: each "
+                   "step also subtracts lr * weight_decay * w (default 0; a conv --arch's own)")
     t.add_argument("--warmup", type=int, help="steps of linear learning-rate warm-up (default 0)")
     t.add_argument("--batch-size", type=int, help="samples per micro-batch (default 100)")
     t.add_argument("--accumulate", type=int, help="micro-batches per step (default 1)")
@@ -338,6 +346,8 @@ def _resolve(args, ckpt):
     cfg["augment"] = False if cfg["augment"] in ("none", None) else cfg["augment"]
     cropped_shape(ds.shape, cfg["crop"])                             # validates --crop
     for key, (low, high) in LIMITS.items():
+        if key == "last_width" and cfg[key] is None:
+            continue
         if not low <= cfg[key] <= high:
             raise UsageError(f"--{key.replace('_', '-')}: expected a value in [{low}, {high}], "
                              f"got {cfg[key]}")
@@ -348,18 +358,21 @@ def _resolve(args, ckpt):
 
 
 def _arch_defaults(cfg, args, shape):
-    """A conv --arch brings its own defaults where no flag is given: its GroupSum tau, and a
+    """A conv --arch brings its own defaults where no flag is given: its GroupSum tau (and the
+    lr, schedule, weight decay and steps of its recipe, where ARCHS has them), and a
     centre crop to its input size when the images are larger."""
     from .conv import ARCHS
     spec = ARCHS.get(cfg["arch"])
     if spec is None:
         return
-    for flag in ("width", "layers"):
+    for flag in ("width", "layers", "last_width"):
         if getattr(args, flag) is not None:
             raise UsageError(f"--{flag}: a conv --arch ({cfg['arch']}) has its own layers and "
-                             f"widths (pylgn.conv.ARCHS); drop --{flag}, or use --arch dense")
-    if args.tau is None:
-        cfg["tau"] = spec["tau"]
+                             f"widths (pylgn.conv.ARCHS); drop --{flag.replace('_', '-')}, or "
+                             f"use --arch dense")
+    for key in ("tau", "lr", "lr_schedule", "weight_decay", "steps"):   # the arch's recipe
+        if key in spec and getattr(args, key) is None:
+            cfg[key] = spec[key]
     if args.crop is None and len(shape) == 3 and min(shape[1:]) > spec["in_size"]:
         cfg["crop"] = spec["in_size"]
 
@@ -402,9 +415,12 @@ def build_layers(cfg, shape, classes):
         raise UsageError(f"--width: must be a multiple of the {classes} classes (GroupSum), got "
                          f"{cfg['width']}; e.g. --width {-(-cfg['width'] // classes) * classes}")
     in_dim = int(np.prod(shape)) * cfg["thresholds"]
-    layers = [LogicLayer(in_dim if i == 0 else cfg["width"], cfg["width"],
-                         **kw, **_wiring(cfg, i, in_dim if i == 0 else cfg["width"]))
-              for i in range(n)]
+    widths = [cfg["width"]] * (n - 1) + [cfg.get("last_width") or cfg["width"]]
+    if widths[-1] % classes:
+        raise UsageError(f"--last-width: must be a multiple of the {classes} classes (GroupSum), "
+                         f"got {widths[-1]}")
+    ins = [in_dim] + widths[:-1]
+    layers = [LogicLayer(ins[i], widths[i], **kw, **_wiring(cfg, i, ins[i])) for i in range(n)]
     return _encoder(cfg, shape) + layers + [GroupSum(classes, cfg["tau"])]
 
 
@@ -473,7 +489,7 @@ def _setup(args, comm=None):
     if ckpt is None:
         model = Sequential(build_layers(cfg, cropped_shape(ds.shape, cfg["crop"]), ds.num_classes),
                            seed=cfg["seed"], device=args.device)
-        opt = Adam(model, lr=cfg["lr"])
+        opt = Adam(model, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     elif ckpt.optimizer is None or ckpt.trainer_state is None:
         raise UsageError(f"--resume: {ckpt.path} has no optimizer/trainer state")
     else:

@@ -8,10 +8,11 @@ CONNECTIONS = ("random", "unique")
 
 def random_connections(in_dim, out_dim, arity, rng):
     """(arity, out_dim) int32: a shuffled arange(arity*out_dim) % in_dim, so every input is read
-    (out_dim*arity >= in_dim is required) and reads are spread evenly."""
+    and reads are spread evenly; a narrowing layer (out_dim*arity < in_dim) reads out_dim*arity
+    distinct inputs (the others feed nothing: a circuit's simplify drops the gates behind them)."""
     if out_dim * arity < in_dim:
-        raise ValueError(f"connections='random': out_dim*arity ({out_dim}*{arity}) must be >= "
-                         f"in_dim ({in_dim}) so that every input is read")
+        return rng.choice(in_dim, arity * out_dim, replace=False).reshape(arity, out_dim) \
+            .astype(np.int32)
     slots = rng.permutation(arity * out_dim) % in_dim
     return rng.permutation(slots).reshape(arity, out_dim).astype(np.int32)
 

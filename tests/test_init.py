@@ -73,8 +73,9 @@ def test_random_connections_cover_inputs(arity):
     assert conn.shape == (arity, 100) and conn.dtype == np.int32
     counts = np.bincount(conn.ravel(), minlength=100)
     assert counts.min() == counts.max() == arity                  # every input read, evenly
-    with pytest.raises(ValueError, match="every input"):
-        pylgn.Sequential([pylgn.LogicLayer(100, 99, arity=1)])
+    narrow = pylgn.LogicLayer(100, 30, arity=2)               # a narrowing layer: 60 distinct
+    pylgn.Sequential([narrow], seed=2)
+    assert len(set(narrow.connections.ravel().tolist())) == 60
 
 
 def test_unique_connections():

@@ -446,16 +446,22 @@ def _c_encoder(c, encoder):
     return out + _C_PREDICT.splitlines()
 
 
-_C_PREDICT = """static void pylgn_encode(const float *x, size_t nb, uint64_t *X)
+_C_PREDICT = """/* X[bit * PYLGN_W + w] = the input bits of samples 64 w .. 64 w + 63 of the block: per word
+   and bit, 64 comparisons collected in a register (one store per word) */
+static void pylgn_encode(const float *x, size_t nb, uint64_t *X)
 {
     memset(X, 0, sizeof(uint64_t) * PYLGN_IN_DIM * PYLGN_W);
-    for (size_t s = 0; s < nb; ++s) {
-        const float *r = x + s * PYLGN_RAW_DIM;
-        uint64_t *Xw = X + s / 64;
-        int b = (int)(s % 64);
-        for (int q = 0; q < PYLGN_ENC_BITS; ++q)
-            Xw[(size_t)pylgn_enc_bit[q] * PYLGN_W] |=
-                (uint64_t)(r[pylgn_enc_src[q]] > pylgn_enc_cut[q]) << b;
+    for (size_t w = 0; w * 64 < nb; ++w) {
+        size_t n64 = nb - w * 64 < 64 ? nb - w * 64 : 64;
+        const float *xw = x + w * 64 * PYLGN_RAW_DIM;
+        for (int q = 0; q < PYLGN_ENC_BITS; ++q) {
+            const float *p = xw + pylgn_enc_src[q];
+            const float cut = pylgn_enc_cut[q];
+            uint64_t word = 0;
+            for (size_t b = 0; b < n64; ++b)
+                word |= (uint64_t)(p[b * PYLGN_RAW_DIM] > cut) << b;
+            X[(size_t)pylgn_enc_bit[q] * PYLGN_W + w] = word;
+        }
     }
 }
 

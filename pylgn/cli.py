@@ -1,4 +1,4 @@
-"""The ``pylgn`` command: train, eval, info, export.
+"""The ``pylgn`` command: train, eval, predict, info, export.
 
 User mistakes (unknown dataset, missing file, bad flag value, a ValueError/TypeError from the
 library) print one line ``pylgn: error: ...`` to stderr and return exit status 2.
@@ -609,6 +609,11 @@ def cmd_eval(args):
                       ckpt.meta.get("settings", {}).get("target"))
     if "encoder" in ckpt.meta:
         return _eval_encoded(args, ckpt, ds, name)
+    if hasattr(ds, "feature_names") and name != ckpt.meta.get("dataset"):
+        raise UsageError(f"--dataset {name}: {args.checkpoint} predates stored encoders, so its "
+                         f"cut points would be re-fitted on this file; it can be evaluated only "
+                         f"on its training file {ckpt.meta.get('dataset')!r} (retrain to store "
+                         f"them)")
     crop = ckpt.meta.get("crop") or None
     values = ds.encoded_dim(1, crop)
     learned = ckpt.model.encoder is not None             # the model encodes scaled values itself

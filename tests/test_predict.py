@@ -237,3 +237,21 @@ def test_c_tables_with_dead_gates_and_wide_tables(tmp_path):
     want = [str(v) for v in circuit.predict_raw(x, enc)]
     for form in ("lines", "tables"):
         assert run_c(tmp_path, circuit.to_c(enc, main=True, form=form), x, form) == want
+
+
+def test_eval_of_a_table_model_without_stored_encoder_refuses_other_files(tmp_path, capsys):
+    """A checkpoint from before stored encoders: re-fitting its cut points on another file would
+    score that file with thresholds the model never saw, so only its training file is allowed."""
+    rng = np.random.default_rng(11)
+    x, y = table(rng)
+    model = randomize(pylgn.Sequential([pylgn.LogicLayer(12, 60), pylgn.GroupSum(3)]), rng)
+    rows = "\n".join(",".join([*map(repr, r.tolist()), str(v)]) for r, v in zip(x, y))
+    own, other = tmp_path / "own.csv", tmp_path / "other.csv"
+    own.write_text("a,b,c,label\n" + rows + "\n")
+    other.write_text("a,b,c,label\n" + rows + "\n")
+    ckpt = str(tmp_path / "old.h5")
+    pylgn.save(ckpt, model, dataset=str(own), thresholds=4, settings=dict(target="label"))
+    assert main(["eval", ckpt]) == 0
+    capsys.readouterr()
+    assert main(["eval", ckpt, "--dataset", str(other)]) == 2
+    assert "predates stored encoders" in capsys.readouterr().err

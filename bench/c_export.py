@@ -14,6 +14,7 @@ import argparse
 import ctypes
 import gzip
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -45,7 +46,7 @@ def median_time(fn, repeats):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--words", type=int, default=16, help="uint64 words per node per pass")
+    p.add_argument("--words", type=int, help="uint64 words per node per pass (default: by the slots)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--opt", default="-O2")
     args = p.parse_args()
@@ -56,7 +57,7 @@ def main():
     model.params[:] = np.random.default_rng(0).normal(size=model.params.shape) * 3
     c = model.eval().to_circuit()
     t0 = time.perf_counter()
-    src = c.to_c(enc, form="tables") if args.words == 16 else \
+    src = c.to_c(enc, form="tables") if args.words is None else \
         __import__("pylgn.export", fromlist=["x"]).to_c_classifier(c, enc, form="tables",
                                                                    words=args.words)
     gen_s = time.perf_counter() - t0
@@ -80,7 +81,8 @@ def main():
     n = len(x)
     print(f"cdlgn-mnist: {c.num_gates} gates, depth {c.depth}, {c.in_dim} input bits; C source "
           f"{len(src) / 2 ** 20:.1f} MiB generated in {gen_s:.1f} s")
-    print(f"cc {args.opt}: {build_s:.1f} s; words per pass {args.words}")
+    words = re.search(r"#define PYLGN_W (\d+)", src).group(1)
+    print(f"cc {args.opt}: {build_s:.1f} s; words per pass {words}")
     print(f"C pylgn_predict (float32 pixels): {n / c_s / 1e6:.3f} M images/s per core")
     print(f"packed predict_raw (uint8, 1 thread): {n / packed_s / 1e6:.3f} M images/s per core")
     print(f"C / packed: {packed_s / c_s:.2f}x; same class on all {n} images: {agree}")

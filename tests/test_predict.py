@@ -237,6 +237,11 @@ def test_c_tables_with_dead_gates_and_wide_tables(tmp_path):
     want = [str(v) for v in circuit.predict_raw(x, enc)]
     for form in ("lines", "tables"):
         assert run_c(tmp_path, circuit.to_c(enc, main=True, form=form), x, form) == want
+    from pylgn.export import to_c_classifier               # words not a multiple of 4: scalar
+    for words in (1, 2, 8):
+        src = to_c_classifier(circuit, enc, main=True, form="tables", words=words)
+        assert f"#define PYLGN_W {words}" in src
+        assert run_c(tmp_path, src, x, f"w{words}") == want
 
 
 def test_eval_of_a_table_model_without_stored_encoder_refuses_other_files(tmp_path, capsys):

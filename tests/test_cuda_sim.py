@@ -9,6 +9,7 @@ small; ragged sizes (batch and width not multiples of a block) are the point. Th
 their real block shape (128 threads, a warp per row, shuffle reductions) under the simulator, with
 the grid capped at 2 blocks so that the grid-stride loops run too.
 """
+import atexit
 import json
 import os
 import subprocess
@@ -160,9 +161,11 @@ def guard_checks():
 
 
 def tiny_model(device, dtype=np.float64):
+    """Arity 3, OP and a sigmoid layer; 17 / 15 gates: more than the simulated grid's 8 warps (the
+    grid-stride loops run) and few enough that the simulated steps stay quick."""
     import pylgn
-    return pylgn.Sequential([pylgn.LogicLayer(12, 36, arity=3), pylgn.LogicLayer(36, 30, param="op"),
-                             pylgn.LogicLayer(30, 30, arity=2, estimator="sigmoid"),
+    return pylgn.Sequential([pylgn.LogicLayer(12, 17, arity=3), pylgn.LogicLayer(17, 15, param="op"),
+                             pylgn.LogicLayer(15, 15, arity=2, estimator="sigmoid"),
                              pylgn.GroupSum(3, tau=3.0)], seed=7, device=device, dtype=dtype)
 
 
@@ -339,13 +342,59 @@ def ptx_main():
 
 # parent: the tests ---------------------------------------------------------------------------
 
+_CHILDREN = {}
+
+
+def start_child(args, simulate=True):
+    """Starts ``python args`` (under the simulator unless ``simulate`` is False) once; its output
+    goes to temporary files. Called when this module is collected, so that the slow simulated
+    runs go on beside the other test modules (a second core works on them) and the tests below
+    only collect the results (``finish_child``)."""
+    key = (tuple(args), simulate)
+    if key not in _CHILDREN:
+        env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+        if simulate:
+            env["NUMBA_ENABLE_CUDASIM"] = "1"
+        env.setdefault("NUMBA_CACHE_DIR", os.path.join(ROOT, ".numba_cache"))
+        out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+        proc = subprocess.Popen([sys.executable] + list(args), cwd=ROOT, env=env, stdout=out,
+                                stderr=err, text=True)
+        _CHILDREN[key] = (proc, out, err)
+    return key
+
+
+@atexit.register
+def _stop_children():
+    """Children whose tests were deselected (or failed early) do not outlive the test run."""
+    for proc, _, _ in _CHILDREN.values():
+        if proc.poll() is None:
+            proc.kill()
+
+
+def finish_child(key, timeout=600):
+    """(return code, stdout, stderr) of a child started by ``start_child`` (killed on timeout)."""
+    proc, out, err = _CHILDREN[key]
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    out.seek(0), err.seek(0)
+    return proc.returncode, out.read(), err.read()
+
+
 def run_simulated(args, timeout=600):
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    env.setdefault("NUMBA_CACHE_DIR", os.path.join(ROOT, ".numba_cache"))
-    proc = subprocess.run([sys.executable] + args, cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-    assert proc.returncode == 0, f"simulated run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-    return proc.stdout
+    code, out, err = finish_child(start_child(args), timeout)
+    assert code == 0, f"simulated run failed:\n{out[-3000:]}\n{err[-6000:]}"
+    return out
+
+
+GPU_BENCH_TINY = [os.path.join(ROOT, "bench", "gpu_step.py"), "--tiny", "--steps", "1",
+                  "--warmup", "0"]
+if __name__ != "__main__":                        # collected by pytest: start the slow children
+    start_child([os.path.abspath(__file__)])
+    start_child(GPU_BENCH_TINY)
+    start_child([os.path.abspath(__file__), "--ptx"], simulate=False)
 
 
 @pytest.fixture(scope="module")
@@ -411,20 +460,17 @@ def test_checkpoint_loads_on_the_other_device(sim):
 
 
 def test_gpu_bench_tiny_runs_under_the_simulator():
-    out = run_simulated([os.path.join(ROOT, "bench", "gpu_step.py"), "--tiny", "--steps", "1",
-                         "--warmup", "0"])
+    out = run_simulated(GPU_BENCH_TINY)
     assert "first step vs CPU: max rel err" in out and "forward" in out, out
 
 
 def test_kernels_compile_to_ptx_without_local_memory():
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--ptx"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
-    if proc.returncode == 3:
-        pytest.skip(proc.stdout.strip())
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    lines = [l.split() for l in proc.stdout.splitlines() if l.startswith("PTX ok")]
-    assert len(lines) == 2 * (6 + 4 * 6), proc.stdout         # (6 + 4 gate kernels x 6 arities) x 2
+    code, out, err = finish_child(start_child([os.path.abspath(__file__), "--ptx"], simulate=False))
+    if code == 3:
+        pytest.skip(out.strip())
+    assert code == 0, out[-2000:] + err[-4000:]
+    lines = [l.split() for l in out.splitlines() if l.startswith("PTX ok")]
+    assert len(lines) == 2 * (6 + 4 * 6), out                 # (6 + 4 gate kernels x 6 arities) x 2
     # every kernel keeps its scratch in registers, every arity, float32 and float64
     local = [l[2] + " " + l[3] for l in lines if l[4] == "local"]
     assert local == [], local

@@ -60,7 +60,8 @@ def runs(group, seeds):
                                                4000)
         return out
     if group == "conv":
-        return {"cdlgn-mnist": (["--arch=cdlgn-mnist", "--tau=4", "--lr=0.05"], 40000)}
+        return {"cdlgn-mnist": (["--arch=cdlgn-mnist", "--tau=4", "--lr=0.05"], 40000),
+                "cdlgn-mnist-s": (["--arch=cdlgn-mnist-s"], 60000)}
     raise ValueError(group)
 
 

@@ -26,6 +26,7 @@ gradient goes to the first arg-max; discretized: the OR of the 0/1 inputs, which
 import numpy as np
 
 from . import gates
+from .kernels.common import DX_PARTS
 from ._checks import check_int, check_rows
 from .layers import GroupSum, LogicLayer
 
@@ -123,7 +124,7 @@ class LogicConv2d:
     def __init__(self, in_channels, out_channels, in_size, receptive_field=3, tree_depth=3,
                  stride=1, padding=1, arity=2, param="iwp", estimator="sin", init="residual",
                  tree_channels=2, channel_groups=None, grad_factor=1.0, sigma=None, shift=None,
-                 init_target="a", gumbel=None):
+                 init_target="a", gumbel=None, pool=None):
         self.in_channels = check_int("in_channels", in_channels, 1)
         self.out_channels = check_int("out_channels", out_channels, 1)
         self.in_size = _size2("in_size", in_size)
@@ -140,7 +141,11 @@ class LogicConv2d:
         if in_channels % g or out_channels % g:
             raise ValueError(f"channel_groups: {g} must divide in_channels ({in_channels}) and "
                              f"out_channels ({out_channels})")
-        self.out_size = _out_size(self.in_size, receptive_field, stride, padding, "LogicConv2d")
+        self.conv_size = _out_size(self.in_size, receptive_field, stride, padding, "LogicConv2d")
+        self.pool = None if pool is None else check_int("pool", pool, 1)
+        self.pooling = None if pool is None else OrPool2d(out_channels, self.conv_size, pool, pool)
+        self.out_size = self.conv_size if pool is None else self.pooling.out_size
+        self.fused = pool is not None       # training runs the fused tree + pool kernels
         self.in_dim = in_channels * self.in_size[0] * self.in_size[1]
         self.out_dim = out_channels * self.out_size[0] * self.out_size[1]
         self.n_leaves = arity ** tree_depth
@@ -166,7 +171,8 @@ class LogicConv2d:
 
     @property
     def positions(self):
-        return self.out_size[0] * self.out_size[1]
+        """Conv output positions Ho * Wo (before the pooling)."""
+        return self.conv_size[0] * self.conv_size[1]
 
     @property
     def n_params(self):
@@ -178,8 +184,10 @@ class LogicConv2d:
 
     @property
     def num_gates(self):
-        """Gates of the unrolled circuit: out_channels * gates_per_tree * positions."""
-        return self.out_channels * self.gates_per_tree * self.positions
+        """Gates of the unrolled circuit: out_channels * gates_per_tree * positions (+ the OR
+        gates of the pooling)."""
+        pool = 0 if self.pooling is None else self.pooling.num_gates
+        return self.out_channels * self.gates_per_tree * self.positions + pool
 
     def config(self):
         lv = self.levels[0]
@@ -190,7 +198,7 @@ class LogicConv2d:
                     estimator=lv.estimator, init=lv.init, tree_channels=self.tree_channels,
                     channel_groups=self.channel_groups, grad_factor=self.grad_factor,
                     sigma=lv.sigma, shift=lv.shift, init_target=lv.init_target,
-                    gumbel=lv.gumbel)
+                    gumbel=lv.gumbel, pool=self.pool)
 
     # wiring ----------------------------------------------------------------------------------
 
@@ -251,6 +259,12 @@ class LogicConv2d:
             level.bind(backend, w, g, c)
         idx = window_index(self.in_channels, self.in_size, K, self.stride, self.padding)
         self.gather = RowGather(idx, self.in_dim, backend)
+        if self.pooling is not None:
+            self.pooling.backend = backend
+            self._geom = np.array([*self.in_size, self.stride, self.padding, *self.conv_size,
+                                   self.pool, self.pool, *self.out_size], dtype=np.int64)
+            self._leaves_dev = backend.asarray(self.leaves)
+        self._saved = None
 
     def _split(self, flat):
         views, off = [], 0
@@ -263,16 +277,59 @@ class LogicConv2d:
     # forward and backward --------------------------------------------------------------------
 
     def forward(self, x, train=True):
-        """(C*H*W, batch) -> (O*Ho*Wo, batch): im2col gather, then the tree levels."""
+        """(C*H*W, batch) -> (O*Ho*Wo, batch): im2col gather, then the tree levels (then the
+        OR pooling). Fused (training with a pool): ``tree_pool_forward`` reads the receptive
+        fields from x and keeps only x, the tables and the pooling's arg-max."""
         B = check_rows("x", x, self.in_dim).shape[1]
+        self._saved = None
+        if train and self.fused:
+            return self._fused_forward(x)
         h = self.gather.forward(x).reshape(-1, self.positions * B)
         for level in self.levels:
             h = level.forward(h, train)
-        return h.reshape(self.out_dim, B)
+        h = h.reshape(self.out_channels * self.positions, B)
+        return h if self.pooling is None else self.pooling.forward(h, train)
+
+    def _tree_tables(self, dtype):
+        """(O, gates_per_tree, 2**arity): every level's relaxed table, per tree in heap order."""
+        xp, O = self.backend.xp, self.out_channels
+        return xp.ascontiguousarray(xp.concatenate(
+            [level.step_state(dtype).reshape(O, -1, 2 ** self.arity) for level in self.levels],
+            axis=1))
+
+    def _fused_forward(self, x):
+        xp = self.backend.xp
+        tables = self._tree_tables(x.dtype)
+        y = xp.empty((self.out_dim, x.shape[1]), dtype=x.dtype)
+        arg = xp.empty((self.out_dim, x.shape[1]), dtype=xp.uint8)
+        self.backend.kernels.tree_pool_forward(x, self._leaves_dev, tables, self._geom, y, arg)
+        self._saved = (x, tables, arg)
+        return y
+
+    def _fused_backward(self, dy, need_dx):
+        xp = self.backend.xp
+        x, tables, arg = self._saved
+        check_rows("dy", dy, self.out_dim, x.shape[1], x.dtype)
+        dtables, dx = xp.empty_like(tables), xp.empty_like(x)
+        self.backend.kernels.tree_pool_backward(x, self._leaves_dev, tables, self._geom, dy, arg,
+                                                dtables, dx)
+        off = 0
+        for level in self.levels:
+            per = level.out_dim // self.out_channels
+            d = xp.ascontiguousarray(dtables[:, off:off + per]).reshape(level.out_dim, -1)
+            level.grad += level.table_backward(d)
+            off += per
+        if not need_dx:
+            return None
+        return dx if self.grad_factor == 1.0 else dx * self.grad_factor
 
     def backward(self, dy, need_dx=True):
         """Accumulates every level's parameter gradient; returns dL/dx (C*H*W, batch)."""
+        if self._saved is not None:
+            return self._fused_backward(dy, need_dx)
         B = check_rows("dy", dy, self.out_dim).shape[1]
+        if self.pooling is not None:
+            dy = self.pooling.backward(dy)
         d = dy.reshape(self.out_channels, self.positions * B)
         for i in range(self.tree_depth - 1, -1, -1):
             d = self.levels[i].backward(d, need_dx=need_dx or i > 0)
@@ -303,13 +360,14 @@ class LogicConv2d:
             else:
                 src = (conn[:, :, None] * P + np.arange(P)).reshape(self.arity, -1)
             out.append((src, tables))
-        return out
+        return out if self.pooling is None else out + self.pooling.circuit_layers()
 
     def __repr__(self):
         return (f"LogicConv2d({self.in_channels}, {self.out_channels}, in_size={self.in_size}, "
                 f"receptive_field={self.receptive_field}, tree_depth={self.tree_depth}, "
                 f"stride={self.stride}, padding={self.padding}, arity={self.arity}, "
-                f"param={self.levels[0].param!r})")
+                f"param={self.levels[0].param!r}" + ("" if self.pool is None else
+                                                     f", pool={self.pool}") + ")")
 
 
 def fold_constant_zero(tables, zero):
@@ -442,15 +500,26 @@ ARCHS = {
     "cdlgn-tiny": dict(k=8, in_size=32, blocks=(1, 4, 16, 32), dense=(1280, 640, 320), tau=10.0),
     "cdlgn-digits": dict(k=32, in_size=8, blocks=(1, 2), dense=(60, 30), tau=5.0),
     "cdlgn-mnist": dict(k=16, in_size=20, blocks=(1, 3, 9), dense=(160, 80), tau=4.0),
+    # MNIST LogicTreeNet-S / -M sizes (147K / 566K gates published): the cdlgn-mnist topology
+    # widened to k = 20 (139K gates) and k = 80 (554K), each with its own recipe (AdamW, cosine
+    # decay), so `pylgn train --dataset mnist --arch cdlgn-mnist-s` needs no other flag.
+    "cdlgn-mnist-s": dict(k=20, fuse=True, in_size=20, blocks=(1, 3, 9), dense=(160, 80), tau=4.0,
+                          lr=0.05, lr_schedule="cosine", weight_decay=0.0005, steps=60000),
+    "cdlgn-mnist-m": dict(k=80, fuse=True, in_size=20, blocks=(1, 3, 9), dense=(160, 80), tau=8.0,
+                          lr=0.02, lr_schedule="cosine", weight_decay=0.0005, steps=200000),
 }
 
 
 def cdlgn(name="cdlgn-m", in_channels=9, classes=10, in_size=None, depth_scale=1, k=None,
-          tau=None, head_scale=1, tree_channels=2, channel_groups=None, **gate_kwargs):
+          tau=None, head_scale=1, tree_channels=2, channel_groups=None, fuse=None,
+          **gate_kwargs):
     """Layer list of a LogicTreeNet: per block, ``depth_scale`` LogicConv2d (3x3, depth-3 trees,
     padding 1; the first changes the channels) then a 2x2 stride-2 OrPool2d; then an implicit
     flatten, dense LogicLayers of widths ``dense`` * k (the last times ``head_scale``, e.g. 10 for
-    CIFAR-100) and GroupSum(classes, tau). ``gate_kwargs`` (param, estimator, init, ...) go to
+    CIFAR-100) and GroupSum(classes, tau). ``fuse`` (default: the architecture's ``fuse``,
+    else False): each block's last LogicConv2d carries the pooling (``pool=2``) and trains with
+    the fused tree + pool kernels instead of a separate OrPool2d. ``gate_kwargs`` (param,
+    estimator, init, ...) go to
     every logic layer; ``channel_groups`` restricts every conv layer but the first (which reads
     the raw input channels). Input: (batch, in_channels, in_size, in_size) flattened channel-major.
     """
@@ -461,15 +530,18 @@ def cdlgn(name="cdlgn-m", in_channels=9, classes=10, in_size=None, depth_scale=1
     size = _size2("in_size", spec["in_size"] if in_size is None else in_size)
     depth_scale = check_int("depth_scale", depth_scale, 1)
     check_int("head_scale", head_scale, 1)
+    fuse = spec.get("fuse", False) if fuse is None else bool(fuse)
     layers, c = [], check_int("in_channels", in_channels, 1)
     for mult in spec["blocks"]:
-        for _ in range(depth_scale):
+        for rep in range(depth_scale):
             groups = channel_groups if layers else None
+            pool = 2 if fuse and rep == depth_scale - 1 else None
             layers.append(LogicConv2d(c, mult * k, size, tree_channels=tree_channels,
-                                      channel_groups=groups, **gate_kwargs))
-            c = mult * k
-        layers.append(OrPool2d(c, size))
-        size = layers[-1].out_size
+                                      channel_groups=groups, pool=pool, **gate_kwargs))
+            c, size = mult * k, layers[-1].out_size
+        if not fuse:
+            layers.append(OrPool2d(c, size))
+            size = layers[-1].out_size
     widths = [w * k for w in spec["dense"]]
     widths[-1] *= head_scale
     if widths[-1] % classes:
@@ -494,7 +566,9 @@ def gate_count(layers):
     count = dict(conv=0, pool=0, dense=0)
     for layer in layers:
         if isinstance(layer, LogicConv2d):
-            count["conv"] += layer.num_gates
+            pool = 0 if layer.pooling is None else layer.pooling.num_gates
+            count["conv"] += layer.num_gates - pool
+            count["pool"] += pool
         elif isinstance(layer, OrPool2d):
             count["pool"] += layer.num_gates
         elif isinstance(layer, LogicLayer):
@@ -506,11 +580,20 @@ def gate_count(layers):
 def _layer_memory(layer, width, batch, size):
     """(bytes kept for backward, peak transient bytes in its backward) of one layer; ``size`` is
     the float size, the pooling arg-max is one byte per output."""
+    if isinstance(layer, LogicConv2d) and layer.fused:     # the output, its arg-max; the
+        parts = min(layer.out_channels, DX_PARTS)           # backward's partial dx and tables
+        tables = layer.out_channels * layer.gates_per_tree * 2 ** layer.arity
+        return (layer.out_dim * batch * (size + 1),
+                ((parts + 1) * layer.in_dim * batch + 2 * tables) * size)
     if isinstance(layer, LogicConv2d):
         P, cols = layer.positions, layer.levels[0].in_dim
         kept = (cols + sum(l.out_dim for l in layer.levels)) * P * batch
         m = -(-layer.receptive_field // layer.stride) ** 2
-        return kept * size, (layer.in_dim * (m + 1) + 2 * cols * P) * batch * size
+        conv = kept * size, (layer.in_dim * (m + 1) + 2 * cols * P) * batch * size
+        if layer.pooling is None:
+            return conv
+        pool = _layer_memory(layer.pooling, width, batch, size)
+        return conv[0] + pool[0], max(conv[1], pool[1])
     if isinstance(layer, OrPool2d):
         k2, m = layer.kernel ** 2, -(-layer.kernel // layer.stride) ** 2
         return (layer.out_dim * batch * (size + 1),

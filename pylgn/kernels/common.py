@@ -8,3 +8,8 @@ def difference_table(table_g, n, k, d):
     for rp in range(1 << (n - 1)):
         r0 = ((rp & ~low) << 1) | (rp & low)
         d[rp] = table_g[r0 | (1 << bit)] - table_g[r0]
+
+
+#: Partial dx buffers of the fused tree + pool backward (pylgn.kernels.conv_cpu): a fixed count,
+#: so the sums do not depend on the thread count.
+DX_PARTS = 8

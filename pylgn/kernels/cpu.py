@@ -531,3 +531,18 @@ def choice_backward_inputs(gs, rev_ptr, rev_idx, route, grad_factor, dx):
             if grad_factor != 1.0:
                 for s in range(B):
                     acc[s] *= grad_factor
+
+
+# fused logic-tree convolution + OR pooling (kernels in pylgn.kernels.conv_cpu) ---------------
+
+def tree_pool_forward(x, leaves, tables, geom, y, arg):
+    """Fused LogicConv2d + OrPool2d forward: y = OR-pooled tree roots, arg = the window cell of
+    each first maximum (formulas in pylgn.kernels.conv_cpu)."""
+    from .conv_cpu import tree_pool_forward as kernel
+    kernel(x, leaves, tables, geom, y, arg)
+
+
+def tree_pool_backward(x, leaves, tables, geom, dy, arg, dtables, dx):
+    """Fused backward: dtables = dL/dtables, dx = dL/dx, trees recomputed (pylgn.kernels.conv_cpu)."""
+    from .conv_cpu import tree_pool_backward as kernel
+    kernel(x, leaves, tables, geom, dy, arg, dtables, dx)

@@ -762,22 +762,23 @@ def cmd_export(args):
 def _export_c(args, ckpt, circuit):
     """The C of the whole classifier when the checkpoint holds its encoder (pylgn_predict: raw
     samples -> class, the comparisons compiled in), else the bit-level C."""
-    encoder = None
-    if "encoder" in ckpt.meta:
-        from .encoders import from_checkpoint
+    from .encoders import from_checkpoint
+    try:
         encoder = from_checkpoint(ckpt)
-    elif args.main:
-        raise UsageError(f"--main: {args.checkpoint} holds no input encoder (written before "
-                         f"pylgn stored encoders); retrain it or export without --main")
+    except ValueError as e:
+        if args.main:
+            raise UsageError(f"--main: {e}") from None
+        encoder = None                                   # the bit-level C only
     return circuit.to_c(encoder=encoder, main=args.main)
 
 
 def _raw_encoder(ckpt):
     """The checkpoint's encoder when it reads 8-bit values (the Verilog raw top), else None."""
-    if "encoder" not in ckpt.meta:
-        return None
     from .encoders import from_checkpoint
-    encoder = from_checkpoint(ckpt)
+    try:
+        encoder = from_checkpoint(ckpt)
+    except ValueError:
+        return None
     return encoder if encoder.kind != "quantile" and encoder.max_value <= 255 else None
 
 

@@ -416,13 +416,29 @@ def from_config(cfg, model=None):
         raise ValueError(f"encoder: corrupt {kind} config ({e})") from None
 
 
-def from_checkpoint(ckpt):
-    """The encoder a checkpoint stores (``meta["encoder"]``); ValueError when it has none."""
+def from_checkpoint(ckpt, data_dir=None):
+    """The encoder a checkpoint stores (``meta["encoder"]``). A checkpoint of `pylgn train` on
+    images from before encoders were stored gets its fixed or learned thermometer back from the
+    recorded dataset's shape and max_value, its thresholds and crop (the dataset is read, never
+    fitted); a table's cut points cannot be recovered: ValueError."""
     cfg = ckpt.meta.get("encoder")
     if cfg is None:
+        cfg = _legacy_config(ckpt, data_dir)
+    return from_config(cfg, ckpt.model)
+
+
+def _legacy_config(ckpt, data_dir):
+    meta = ckpt.meta
+    name, thresholds = meta.get("dataset"), meta.get("thresholds")
+    if not name or not thresholds or str(name).lower().endswith(".csv"):
         raise ValueError(f"{ckpt.path}: holds no input encoder (written before pylgn stored "
                          f"encoders, or not by `pylgn train`); retrain it to predict from raw data")
-    return from_config(cfg, ckpt.model)
+    from .data import load_dataset
+    ds = load_dataset(name, data_dir)
+    cfg = dataset_config(ds, thresholds, meta.get("crop") or None, ckpt.model.encoder is not None)
+    if meta.get("class_names"):                       # the names the model was trained with
+        cfg["class_names"] = [str(c) for c in meta["class_names"]]
+    return cfg
 
 
 def dataset_config(ds, thresholds, crop=None, learned=False, target=None):

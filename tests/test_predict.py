@@ -260,3 +260,18 @@ def test_eval_of_a_table_model_without_stored_encoder_refuses_other_files(tmp_pa
     capsys.readouterr()
     assert main(["eval", ckpt, "--dataset", str(other)]) == 2
     assert "predates stored encoders" in capsys.readouterr().err
+
+
+def test_predict_on_a_checkpoint_from_before_stored_encoders(tmp_path, capsys):
+    """An image checkpoint of `pylgn train` without meta["encoder"]: its thermometer comes back
+    from the recorded dataset (shape, max_value), thresholds and crop."""
+    rng = np.random.default_rng(12)
+    model, enc, x, ref = image_kind("dense", rng)
+    ckpt = str(tmp_path / "old.h5")
+    pylgn.save(ckpt, model, dataset="digits", thresholds=3, crop=0, class_names=NAMES)
+    np.save(tmp_path / "x.npy", x)
+    assert predict_cli(capsys, ckpt, str(tmp_path / "x.npy")) == [NAMES[i] for i in ref]
+    bare = str(tmp_path / "bare.h5")
+    pylgn.save(bare, model, dataset="t.csv", thresholds=3)
+    assert main(["predict", bare, str(tmp_path / "x.npy")]) == 2
+    assert "no input encoder" in capsys.readouterr().err

@@ -318,6 +318,9 @@ class LearnedThermometer(Encoder):
     def _values(self, x):
         x = self._shape_of(x)
         if x.dtype == np.uint8:
+            if self.max_value < 255 and x.max() > self.max_value:
+                raise ValueError(f"x: values must lie in [0, {self.max_value:g}], got max "
+                                 f"{x.max()}")
             return x
         v = x.astype(np.float32)
         if not (np.isfinite(v).all() and v.min() >= 0 and v.max() <= self.max_value):

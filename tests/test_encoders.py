@@ -121,3 +121,12 @@ def test_image_checks_and_bad_configs():
         from_config(dict(type="thermometer", shape=[1, 8, 8], thresholds=3, bogus=1))
     with pytest.raises(ValueError, match="thresholds"):
         QuantileEncoder([0, 3], [0.5, 1.0], ["a", "b"])
+
+
+def test_learned_refuses_values_above_max_value():
+    enc = LearnedThermometer((1, 4, 4), np.full((1, 2), 0.5), max_value=16)
+    with pytest.raises(ValueError, match="x: values"):
+        enc.encode(np.full((2, 16), 17, np.uint8))
+    with pytest.raises(ValueError, match="x: values"):
+        enc.encode(np.full((2, 16), 16.5))
+    assert enc.encode(np.full((2, 16), 16, np.uint8)).all()

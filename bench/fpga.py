@@ -73,7 +73,8 @@ def run(args):
         t0 = time.perf_counter()
         print(f"{name}: {circuit} -> yosys ({args.target}, LUT{args.lut}) ...", flush=True)
         rep = fpga.synthesize(circuit, lut=args.lut, target=args.target, timeout=args.timeout,
-                              workdir=os.path.join(WORK, name))
+                              workdir=os.path.join(WORK, name),
+                              primitives=not args.no_primitives)
         rep.update(name=name, accuracy=acc, step=step, outputs=circuit.num_outputs, arities=sorted(rep["gates_by_arity"]),
                    verify=verify(name, ckpt, circuit.simplify(), rep, args.verify),
                    total_seconds=round(time.perf_counter() - t0, 1))
@@ -82,9 +83,9 @@ def run(args):
         bare = pylgn.Circuit.from_graph(simple.in_dim, simple.arity, simple.src, simple.codes,
                                         simple.outputs)
         g = fpga.synthesize(bare, lut=args.lut, target=args.target, timeout=args.timeout,
-                            simplify=False)
+                            simplify=False, primitives=not args.no_primitives)
         rep.update(gates_only=dict(luts=g["luts"], logic_levels=g["logic_levels"],
-                                   seconds=g["seconds"]))
+                                   seconds=g["seconds"]), primitives=not args.no_primitives)
         print(f"  {rep['luts']} LUTs {rep['luts_by_size']}, {rep['logic_levels']} levels, "
               f"{rep['seconds']} s", flush=True)
         results[f"{name}/{args.target}/lut{args.lut}"] = rep
@@ -112,7 +113,9 @@ def table_lines(results):
              "(Debian), Icarus Verilog. Command: `python bench/fpga.py` (defaults: generic "
              "`synth -flatten -lut 6`, combinational, `--verify 64`). Each network is "
              "`model.to_circuit().simplify()`, emitted by `pylgn.fpga.to_lut_verilog` (3..6-input "
-             "gates as LUT truth tables, 2-input gates as expressions for ABC to pack, the "
+             "gates as LUT primitives with their INIT where the row says *prim.* (kept one to one "
+             "by Yosys), else as truth-table expressions; 2-input gates as expressions for ABC to "
+             "pack, the "
              "GroupSum popcount as an adder tree and the argmax as a comparator tournament, all "
              "inside the design: the output is the class index). *Logic levels* = LUTs on the "
              "longest input-to-output path of the mapped netlist (popcount and argmax included). "
@@ -128,6 +131,7 @@ def table_lines(results):
                                                           key=lambda kv: -int(kv[0])))
         v = r.get("verify")
         ver = f"{v['equal']}/{v['samples']}" if v else "not run"
+        key = key + (" (prim.)" if r.get("primitives") else "")
         lines.append(f"| {key} | {r['step']} | {100 * r['accuracy']:.2f} % | "
                      f"{r['gates_trained']} -> {r['gates']} ({', '.join(map(str, r['arities']))}) "
                      f"| {r['depth']} | **{r['luts']}** ({sizes}) | {r['logic_levels']} | "
@@ -191,6 +195,9 @@ def main(argv=None):
     p.add_argument("--target", choices=("generic", "xilinx"), default="generic")
     p.add_argument("--verify", type=int, default=64, help="MNIST test images to simulate")
     p.add_argument("--timeout", type=int, default=3600, help="seconds per Yosys run")
+    p.add_argument("--no-primitives", action="store_true",
+                   help="emit 3..6-input gates as truth-table expressions for Yosys to re-map "
+                        "(the default instantiates them as LUT primitives, kept one to one)")
     p.add_argument("--table", action="store_true", help="only rewrite the RESULTS.md section")
     args = p.parse_args(argv)
     if args.table:

@@ -269,12 +269,24 @@ class LogicLayer:
         self.theta_grad += choices.theta_grad(self.choice, corr, route, xs, gs, self.choice_tau, xp)
         if not need_dx:
             return None
-        if self._cand_rev is None:
-            rev = reverse_index(self.backend.to_host(self.candidates).reshape(1, -1), self.in_dim)
-            self._cand_rev = tuple(self.backend.asarray(a) for a in rev)
         dx = xp.empty_like(x)
-        k.choice_backward_inputs(gs, *self._cand_rev, route, self.grad_factor, dx)
+        k.choice_backward_inputs(gs, *self._route_index(route), self.grad_factor, dx)
         return dx
+
+    def _route_index(self, route):
+        """(rev_ptr, rev_idx, weights) of choice_backward_inputs. Straight-through on the CPU:
+        the reverse index of this step's argmax wiring with weights 1 (one entry per slot, read
+        in order, instead of C entries per slot at scattered places of the route); otherwise the
+        fixed reverse index of every candidate, weighted by the route."""
+        host = self.backend.to_host
+        if self.choice == "ste" and self.backend.device == "cpu":
+            chosen = choices.argmax_rows(self.candidates, self.theta, np)
+            ones = np.ones((chosen.shape[0], 1), dtype=route.dtype)
+            return (*reverse_index(chosen.reshape(1, -1), self.in_dim), ones)
+        if self._cand_rev is None:
+            rev = reverse_index(host(self.candidates).reshape(1, -1), self.in_dim)
+            self._cand_rev = tuple(self.backend.asarray(a) for a in rev)
+        return (*self._cand_rev, route)
 
     # the tiled training step (pylgn.tiling): same kernels, serial, on one tile of samples ------
     # A step computes the shared ``state`` once, then each thread runs whole tiles (x, y, dy, dx:

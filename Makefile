@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache
 
-.PHONY: demo test bench bench-torch reproduce-mnist clean
+.PHONY: demo test fuzz bench bench-torch reproduce-mnist clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
+
+# The property suite's long profile (tests/test_properties.py): >= 10,000 generated cases
+fuzz: $(VENV)/.installed-test
+	PYLGN_FUZZ=1 $(BIN)/python -m pytest -q tests/test_properties.py --hypothesis-show-statistics
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/train_step.py

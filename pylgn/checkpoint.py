@@ -164,6 +164,10 @@ def load(path, device=None):
             return _read(f, path, device or "cpu")
         except (OSError, KeyError, json.JSONDecodeError) as e:
             raise ValueError(f"{path}: corrupt pylgn checkpoint: {e}") from None
+        except (TypeError, ValueError) as e:      # every error names the file (edited fields)
+            if str(e).startswith(f"{path}: "):
+                raise
+            raise ValueError(f"{path}: corrupt pylgn checkpoint: {e}") from None
 
 
 LAYER_TYPES = ("LogicLayer", "GroupSum", "LogicConv2d", "OrPool2d", "LearnableThermometer")

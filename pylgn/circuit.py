@@ -20,6 +20,7 @@ Nothing here compiles at import: the packed kernels (pylgn.kernels.packed) and h
 on first use.
 """
 import json
+import numbers
 import os
 
 import numpy as np
@@ -256,7 +257,11 @@ class Circuit:
         except (OSError, TypeError) as e:
             raise ValueError(f"path: cannot read an HDF5 circuit from {path!r} ({e})") from None
         with f:
-            return _read_group(cls, f)
+            try:
+                return _read_group(cls, f)
+            except (OSError, KeyError, TypeError, ValueError) as e:    # name the file
+                raise ValueError(f"{os.fspath(path)}: not a valid pylgn circuit file: "
+                                 f"{e}") from None
 
 
 # -- construction and validation ------------------------------------------------------------
@@ -539,18 +544,33 @@ def _write_group(c, f):
 def _read_group(cls, f):
     if f.attrs.get("format") != FORMAT:
         raise ValueError(f"path: not a pylgn circuit (format attribute {f.attrs.get('format')!r})")
-    if int(f.attrs.get("version", -1)) != VERSION:
+    if _attr(f, "version", numbers.Integral) != VERSION:
         raise ValueError(f"path: unsupported circuit version {f.attrs.get('version')!r}")
+    k, in_dim = _attr(f, "k", numbers.Integral), _attr(f, "in_dim", numbers.Integral)
+    tau = _attr(f, "tau", numbers.Real)
     try:
         data = {key: np.asarray(f[key]) for key in ("arity", "src", "codes", "outputs")}
-        k = int(f.attrs["k"]) or None
-        c = cls.from_graph(int(f.attrs["in_dim"]), data["arity"], data["src"], data["codes"],
-                           data["outputs"], k=k, tau=float(f.attrs["tau"]))
+        c = cls.from_graph(int(in_dim), data["arity"], data["src"], data["codes"],
+                           data["outputs"], k=int(k) or None, tau=float(tau))
     except (KeyError, TypeError) as e:
         raise ValueError(f"path: corrupt circuit group ({e})") from None
     if "report" in f.attrs:
-        c.report = json.loads(f.attrs["report"])
+        try:
+            c.report = json.loads(f.attrs["report"])
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"attribute 'report': expected JSON ({e})") from None
     return c
+
+
+def _attr(f, name, kind):
+    """Attribute ``name``, which must be a number of ``kind`` (ValueError naming it)."""
+    if name not in f.attrs:
+        raise ValueError(f"missing attribute {name!r}")
+    value = f.attrs[name]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind):
+        raise ValueError(f"attribute {name!r}: expected "
+                         f"{'an int' if kind is numbers.Integral else 'a number'}, got {value!r}")
+    return value
 
 
 from .encoders import Thermometer, words64 as _words64  # noqa: E402,F401 (re-exported)

@@ -326,9 +326,13 @@ def read_dataset(path):
             check_storage(f, path)
             arrays = {k: f[k][...] for k in ("x_train", "y_train", "x_test", "y_test")}
             for k in ("y_train", "y_test"):
-                if arrays[k].dtype.kind not in "iu":
-                    raise ValueError(f"{path}: {k} must hold integer labels, got "
-                                     f"{arrays[k].dtype}")
+                if arrays[k].dtype.kind not in "iu" or arrays[k].ndim != 1:
+                    raise ValueError(f"{path}: {k} must be a 1-D array of integer labels, got "
+                                     f"{arrays[k].dtype} of shape {arrays[k].shape}")
+            for k in ("x_train", "x_test"):
+                if arrays[k].ndim < 2:
+                    raise ValueError(f"{path}: {k} must be (samples, ...), got shape "
+                                     f"{arrays[k].shape}")
             ds = Dataset(_attr(f, path, "name", str), arrays["x_train"],
                          arrays["y_train"].astype(np.int64), arrays["x_test"],
                          arrays["y_test"].astype(np.int64), _attr(f, path, "class_names",
@@ -336,6 +340,10 @@ def read_dataset(path):
                          _attr(f, path, "max_value", _max_value))
     except (OSError, KeyError) as e:
         raise ValueError(f"{path}: not a readable pylgn dataset file ({e})") from None
+    except (TypeError, ValueError) as e:          # every error names the file
+        if str(e).startswith(f"{path}: "):
+            raise
+        raise ValueError(f"{path}: not a valid pylgn dataset file ({e})") from None
     _check_dataset(path, ds)
     return ds
 
@@ -377,6 +385,9 @@ def _check_dataset(path, ds):
             raise ValueError(f"{path}: x_{split} {x.shape} and y_{split} {y.shape} do not match")
         if not len(y):
             raise ValueError(f"{path}: x_{split} and y_{split} are empty; expected >= 1 sample")
+        if x.size and x.max() > ds.max_value:
+            raise ValueError(f"{path}: x_{split} holds values up to {x.max()}, above the "
+                             f"attribute 'max_value' {ds.max_value}")
         if y.min() < 0 or y.max() >= ds.num_classes:
             raise ValueError(f"{path}: y_{split} has labels outside [0, {ds.num_classes})")
 

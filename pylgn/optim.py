@@ -49,21 +49,29 @@ class Adam:
                                              self.lr, b1, b2, self.eps, self.weight_decay, self.t)
 
     def _check_grads(self):
-        """Refuse non-finite gradients before anything changes: one sum over the flat buffer
-        (NaN and inf propagate; on a device, one synchronisation), and only when it is not
-        finite (or overflowed) a per-layer look that names the first offending layer."""
+        """Refuse gradients that would poison the parameters, before anything changes: NaN,
+        inf, or values whose squares overflow the second moment (|g| >= sqrt(max) / 16). One
+        dot product over the flat buffer (NaN and inf propagate; on a device, one
+        synchronisation); only when it is not below max / 256 a per-layer look that names the
+        first offending layer (a large sum of small squares passes)."""
         grads = self.model.grads
+        big = float(np.finfo(grads.dtype).max)
         with np.errstate(over="ignore", invalid="ignore"):
-            if grads.size == 0 or np.isfinite(float(grads.sum())):
+            if grads.size == 0 or float(self.model.backend.xp.dot(grads, grads)) < big / 256:
                 return
-        host, off = self.model.backend.to_host, 0
+        limit, host, off = np.sqrt(big) / 16, self.model.backend.to_host, 0
         for i, layer in enumerate(self.model.layers):
-            n = layer.n_params
-            if n and not np.isfinite(host(grads[off:off + n])).all():
-                raise ValueError(f"Adam.step: the gradient of layers[{i}] "
-                                 f"({type(layer).__name__}) contains NaN or inf; the parameters "
-                                 f"and moments were left unchanged")
-            off += n
+            g = host(grads[off:off + layer.n_params])
+            off += layer.n_params
+            if g.size and not np.isfinite(g).all():
+                problem = "contains NaN or inf"
+            elif g.size and np.abs(g).max() >= limit:
+                problem = (f"has values of magnitude >= {limit:.3g} (their squares overflow "
+                           f"{grads.dtype} in Adam's second moment)")
+            else:
+                continue
+            raise ValueError(f"Adam.step: the gradient of layers[{i}] ({type(layer).__name__}) "
+                             f"{problem}; the parameters and moments were left unchanged")
     def zero_grad(self):
         self.model.zero_grad()
 

@@ -167,7 +167,7 @@ class Trainer:
         return float(totals[0]), int(round(totals[1]))
 
     def _check_data(self, x, y, transform, eval_data):
-        n = len(x) if hasattr(x, "__len__") else 0
+        n = len(x) if hasattr(x, "__len__") and getattr(x, "ndim", 1) != 0 else 0  # 0-d: no len
         if transform is None:
             x = check_batch("x", x, self.model.in_dim)
         else:

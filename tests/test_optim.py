@@ -104,9 +104,19 @@ def test_step_refuses_non_finite_gradients_and_keeps_state(bad):
     assert opt.t == 1
 
 
-def test_step_accepts_finite_gradients_whose_sum_overflows():
+def test_step_refuses_gradients_whose_squares_overflow():
     model = small_model(dtype=np.float32)
     opt = pylgn.Adam(model, lr=0.01)
-    model.grads[:] = 3e38                          # the float32 sum overflows; each is finite
+    before = model.params.copy()
+    model.grads[-1] = 2e19                         # finite, but 4e38 > float32's max
+    with pytest.raises(ValueError, match=r"layers\[1\] \(LogicLayer\) has values of magnitude"):
+        opt.step()
+    np.testing.assert_array_equal(model.params, before)
+
+
+def test_step_accepts_large_gradients_whose_squares_fit():
+    model = small_model(dtype=np.float32)
+    opt = pylgn.Adam(model, lr=0.01)
+    model.grads[:] = 1e18                          # the sum of squares passes max / 256; each is fine
     opt.step()
     assert np.isfinite(model.params).all() and opt.t == 1

@@ -454,12 +454,12 @@ OUT_CHOICES = ["new.out", "", "ck.h5", ".", "sub/new.out", "link.h5", "other.txt
 
 @examples(0.5)
 @given(edit=st.one_of(st.none(), hdf5_edit(CKPT_ATTRS, CKPT_DATA)),
-       command=st.sampled_from(["info", "export"]), fmt=st.sampled_from(["c", "verilog",
+       command=st.sampled_from(["info", "export", "eval"]), fmt=st.sampled_from(["c", "verilog",
                                                                         "circuit", "x"]),
        out=st.sampled_from(OUT_CHOICES), flags=st.lists(st.sampled_from(
            [["--no-simplify"], ["--json"], ["--batch-size", "0"], ["--batch-size", "7"],
             ["--lut", "4"], ["--main"]]), max_size=2))
-def test_cli_info_export(base_files, edit, command, fmt, out, flags):
+def test_cli_info_export_eval(base_files, edit, command, fmt, out, flags):
     edit = edit or ("attr-del", "/", "no-such-attribute", None)
     with edited(base_files["ckpt"], edit, "ck.h5") as (folder, path):
         with open(os.path.join(folder, "other.txt"), "w") as f:
@@ -467,7 +467,12 @@ def test_cli_info_export(base_files, edit, command, fmt, out, flags):
         os.symlink(path, os.path.join(folder, "link.h5"))
         os.link(path, os.path.join(folder, "hard.h5"))
         flat = [a for f in flags for a in f]
-        if command == "info":
+        if command == "eval":
+            argv = ["eval", "ck.h5", *{"c": [], "verilog": ["--dataset", "digits"],
+                                       "circuit": ["--dataset", "data.h5"],
+                                       "x": ["--dataset", "missing.h5"]}[fmt]]
+            shutil.copy(base_files["data"], os.path.join(folder, "data.h5"))
+        elif command == "info":
             argv = ["info", "ck.h5", *[a for a in flat if a in ("--json", "--batch-size", "0",
                                                                 "7")]]
         else:

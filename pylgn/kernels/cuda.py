@@ -580,3 +580,18 @@ def choice_backward_inputs(gs, rev_ptr, rev_idx, route, grad_factor, dx):
     input row through ``rev_idx[rev_ptr[i]:rev_ptr[i+1]]`` (entries j*C + c)."""
     _launch(_choice_backward_inputs_kernel, dx.shape[0], _flat(gs), gs.shape[1], _dev(rev_ptr),
             _dev(rev_idx), _dev(route), dx.dtype.type(grad_factor), _flat(dx))
+
+
+# fused logic-tree convolution + OR pooling (kernels in pylgn.kernels.conv_cuda) --------------
+
+def tree_pool_forward(x, leaves, tables, geom, y, arg):
+    """Fused LogicConv2d + OrPool2d forward: y = OR-pooled tree roots, arg = the window cell of
+    each first maximum (formulas in pylgn.kernels.conv_cpu)."""
+    from .conv_cuda import tree_pool_forward as kernel
+    kernel(x, leaves, tables, geom, y, arg)
+
+
+def tree_pool_backward(x, leaves, tables, geom, dy, arg, dtables, dx):
+    """Fused backward: dtables = dL/dtables, dx = dL/dx, trees recomputed (pylgn.kernels.conv_cuda)."""
+    from .conv_cuda import tree_pool_backward as kernel
+    kernel(x, leaves, tables, geom, dy, arg, dtables, dx)

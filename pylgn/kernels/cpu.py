@@ -51,6 +51,7 @@ def _per_arity(make):
                 raise ValueError(f"conn: arity (rows of conn) must be in 1..{MAX_ARITY}, got {n}")
             kernels[n] = make(int(n))
         return kernels[n]
+    get.built = kernels
     return get
 
 

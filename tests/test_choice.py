@@ -195,3 +195,31 @@ def test_cli_trains_learned_wiring_and_exports_it(tmp_path):
     assert main(["export", str(out / "checkpoint.h5"), "--format", "c", "-o",
                  str(tmp_path / "m.c")]) == 0
     assert main(["train", "--candidates", "1", "--steps", "1"]) == 2
+
+
+def test_learned_wiring_behind_learned_thresholds(tmp_path):
+    """The input gradient of a learned-wiring layer feeds the thresholds: they move, the circuit
+    (encoder + argmax wiring) equals the eval forward, and a resume is exact."""
+    from pylgn.thresholds import LearnableThermometer
+    enc = LearnableThermometer(1, 3, positions=8)
+    model = pylgn.Sequential([enc, pylgn.LogicLayer(24, 30, arity=3, connections="learned",
+                                                    candidates=5),
+                              pylgn.GroupSum(3, 2.0)], seed=1)
+    opt = pylgn.Adam(model, lr=0.05)
+    rng = np.random.default_rng(2)
+    x, y = rng.random((64, 8)).astype(np.float32), rng.integers(0, 3, 64)
+    start = enc.levels.copy()
+    for _ in range(10):
+        loss_of(model, x, y)
+        opt.step()
+    assert np.abs(enc.levels - start).max() > 1e-3
+    model.eval()
+    np.testing.assert_array_equal(model.to_circuit().scores(enc.encode(x).astype(bool)) / 2.0,
+                                  model.forward(x))
+    pylgn.save(tmp_path / "m.h5", model, optimizer=opt)
+    ck = pylgn.load(tmp_path / "m.h5")
+    model.train()
+    for m, o in ((model, opt), (ck.model, ck.optimizer)):
+        loss_of(m.train(), x, y)
+        o.step()
+    np.testing.assert_array_equal(ck.model.params, model.params)

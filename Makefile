@@ -19,7 +19,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/pylgn train
+	$(BIN)/pylgn train --overwrite
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q

@@ -106,11 +106,38 @@ def tree_pool_forward(x, leaves, tables, geom, y, arg):
 
 
 @njit(cache=True, fastmath=_FM, inline="always")
+def _gate2_backward(p, q, dn, w, dtable_g, dp, dq):
+    """Two-input gate: dtable_g += sum_s dn [(1-p)(1-q), (1-p)q, p(1-q), pq];
+    dp = dn (w2 - w0 + q c), dq = dn (w1 - w0 + p c), c = w3 - w2 - w1 + w0."""
+    c = w[3] - w[2] - w[1] + w[0]
+    c1, c2 = w[1] - w[0], w[2] - w[0]
+    a0 = a1 = a2 = a3 = dn[0] * 0
+    for s in range(dn.shape[0]):
+        v = dn[s]
+        vp = v * p[s]
+        vn = v - vp
+        a3 += vp * q[s]
+        a2 += vp - vp * q[s]
+        a1 += vn * q[s]
+        a0 += vn - vn * q[s]
+        dp[s] = v * (c2 + q[s] * c)
+        dq[s] = v * (c1 + p[s] * c)
+    dtable_g[0] += a0
+    dtable_g[1] += a1
+    dtable_g[2] += a2
+    dtable_g[3] += a3
+
+
+@njit(cache=True, fastmath=_FM, inline="always")
 def _gate_backward(buf, dbuf, table_g, dtable_g, g, L, n, rows, other, e, t, d, f):
     """dtable_g[r] += sum_s dnode[s] prod_k (x_k or 1 - x_k); child row n*g + k of the gate
     gets dnode * (multilinear over the other inputs of table[b_k = 1] - table[b_k = 0])."""
     dn = dbuf[L + g]
     B = dn.shape[0]
+    if n == 2:                                   # one pass: the four sums and both children
+        _gate2_backward(buf[2 * g], buf[2 * g + 1], dn, table_g, dtable_g, dbuf[2 * g],
+                        dbuf[2 * g + 1])
+        return
     for k in range(n):
         rows[k] = n * g + k
     if n <= 2:

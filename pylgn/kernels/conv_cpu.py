@@ -13,9 +13,9 @@ root is row L + G - 1. Leaf m of tree o is the input cell ``leaves[o, m] = (c, d
     arg[(o, pi, pj), s] = u*pk + v of the first maximum      (windows past the conv map skipped)
 
 ``geom`` (int64): H, W, stride, pad, Ho, Wo, pk, ps, Hp, Wp. The forward keeps nothing but y
-and the arg-max; the backward recomputes the tree at each window cell that some sample chose,
-pushes dy[q, s] (masked to the samples whose arg-max it is) down the tree and scatters the
-leaf gradients into dx. Deterministic: dtables[o] is written by the one part owning o, and dx
+and the arg-max; the backward gathers, per window cell, the samples whose arg-max it is,
+recomputes their tree there (once per sample), pushes dy down the tree and scatters the leaf
+gradients into dx. Deterministic: dtables[o] is written by the one part owning o, and dx
 is summed over a fixed number of parts (``DX_PARTS``, independent of the thread count) in a
 fixed order. No float atomics.
 """
@@ -160,8 +160,25 @@ def _gate_backward(buf, dbuf, table_g, dtable_g, g, L, n, rows, other, e, t, d, 
 
 
 @njit(cache=True, fastmath=_FM, inline="always")
-def _scatter_leaves(dbuf, leaves, o, i, j, geom, dx):
-    """dx[input row of leaf m] += dbuf[m] for the leaves inside the image."""
+def _gather_leaves(x, leaves, o, i, j, geom, idx, buf):
+    """buf[m, t] = the input of leaf m of tree o at conv position (i, j) for sample idx[t]."""
+    H, W, stride, pad = geom[0], geom[1], geom[2], geom[3]
+    for m in range(leaves.shape[1]):
+        h = i * stride + leaves[o, m, 1] - pad
+        w = j * stride + leaves[o, m, 2] - pad
+        dst = buf[m]
+        if 0 <= h < H and 0 <= w < W:
+            src = x[(leaves[o, m, 0] * H + h) * W + w]
+            for t in range(dst.shape[0]):
+                dst[t] = src[idx[t]]
+        else:
+            for t in range(dst.shape[0]):
+                dst[t] = 0.0
+
+
+@njit(cache=True, fastmath=_FM, inline="always")
+def _scatter_leaves(dbuf, leaves, o, i, j, geom, idx, dx):
+    """dx[input row of leaf m, idx[t]] += dbuf[m, t] for the leaves inside the image."""
     H, W, stride, pad = geom[0], geom[1], geom[2], geom[3]
     for m in range(leaves.shape[1]):
         h = i * stride + leaves[o, m, 1] - pad
@@ -169,23 +186,28 @@ def _scatter_leaves(dbuf, leaves, o, i, j, geom, dx):
         if 0 <= h < H and 0 <= w < W:
             dst = dx[(leaves[o, m, 0] * H + h) * W + w]
             src = dbuf[m]
-            for s in range(dst.shape[0]):
-                dst[s] += src[s]
+            for t in range(src.shape[0]):
+                dst[idx[t]] += src[t]
 
 
 @njit(cache=True, fastmath=_FM, inline="always")
 def _backward_trees(x, leaves, tables, geom, dy, arg, dtables, dx, o0, o1, n):
+    """Per pooled output and window cell: the samples whose arg-max is that cell are gathered
+    into contiguous scratch columns (each sample's tree is recomputed once, at its arg-max),
+    their tree is recomputed and back-propagated, and the leaf gradients scattered into dx."""
     Ho, Wo, pk, ps, Hp, Wp = geom[4], geom[5], geom[6], geom[7], geom[8], geom[9]
     B, L, G = x.shape[1], leaves.shape[1], tables.shape[1]
-    buf = np.empty((L + G, B), dtype=dx.dtype)
-    dbuf = np.empty((L + G, B), dtype=dx.dtype)
+    N = L + G
+    flat = np.empty(N * B, dtype=dx.dtype)
+    dflat = np.empty(N * B, dtype=dx.dtype)
     t = np.empty((max(1, tables.shape[2] >> 2), B), dtype=dx.dtype)
-    e = np.empty((max(1, tables.shape[2] >> 2), B), dtype=dx.dtype)
+    E = max(1, tables.shape[2] >> 2)
+    eflat = np.empty(E * B, dtype=dx.dtype)
     f = np.empty(B, dtype=dx.dtype)
     d = np.empty(max(1, tables.shape[2] >> 1), dtype=tables.dtype)
     rows = np.empty(n, dtype=np.int64)
     other = np.empty(max(1, n - 1), dtype=np.int64)
-    droot = dbuf[L + G - 1]
+    idx = np.empty(B, dtype=np.int64)
     for o in range(o0, o1):
         for pi in range(Hp):
             for pj in range(Wp):
@@ -196,21 +218,24 @@ def _backward_trees(x, leaves, tables, geom, dy, arg, dtables, dx, o0, o1, n):
                         if i >= Ho or j >= Wo:
                             continue
                         cell = u * pk + v
-                        hit = False
+                        cnt = 0
                         for s in range(B):
                             if arg[q, s] == cell:
-                                droot[s] = dy[q, s]
-                                hit = True
-                            else:
-                                droot[s] = 0.0
-                        if not hit:
+                                idx[cnt] = s
+                                cnt += 1
+                        if cnt == 0:
                             continue
-                        _load_leaves(x, leaves, o, i, j, geom, buf)
+                        buf = flat[:N * cnt].reshape(N, cnt)
+                        dbuf = dflat[:N * cnt].reshape(N, cnt)
+                        e = eflat[:E * cnt].reshape(E, cnt)
+                        for c in range(cnt):
+                            dbuf[N - 1, c] = dy[q, idx[c]]
+                        _gather_leaves(x, leaves, o, i, j, geom, idx, buf)
                         _tree(buf, tables[o], L, n, rows, t)
                         for g in range(G - 1, -1, -1):
                             _gate_backward(buf, dbuf, tables[o, g], dtables[o, g], g, L, n,
-                                           rows, other, e, t, d, f)
-                        _scatter_leaves(dbuf, leaves, o, i, j, geom, dx)
+                                           rows, other, e, t, d, f[:cnt])
+                        _scatter_leaves(dbuf, leaves, o, i, j, geom, idx, dx)
 
 
 @_per_arity

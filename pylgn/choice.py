@@ -72,8 +72,7 @@ def route(kind, theta, t, xp):
         r = xp.zeros_like(theta)
         r[xp.arange(theta.shape[0]), xp.argmax(theta, axis=1)] = 1
         return r
-    z = theta / t
-    z = xp.exp(z - z.max(axis=1, keepdims=True))
+    z = xp.exp((theta - theta.max(axis=1, keepdims=True)) / t)   # <= 0 before exp: no overflow
     return z / z.sum(axis=1, keepdims=True)
 
 

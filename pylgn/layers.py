@@ -48,7 +48,7 @@ class LogicLayer:
         self.candidates_count = (check_int("candidates", candidates, 2, self.in_dim)
                                  if self.learned else None)
         self.choice = check_choice("choice", choice, choices.CHOICES)
-        self.choice_tau = check_float("choice_tau", choice_tau, 0.0, low_open=True)
+        self.choice_tau = check_temperature("choice_tau", choice_tau)
         self.grad_factor = check_float("grad_factor", grad_factor)
         self.sigma = None if sigma is None else check_float("sigma", sigma, 0.0)
         self.shift = None if shift is None else check_float("shift", shift)

@@ -466,25 +466,38 @@ def softmax_cross_entropy_columns(z, labels, inv_batch, dz):
 # (one-hot in the straight-through choice, a softmax in the mixed one). The gate kernels above then
 # run on the S slot rows ``xs`` with identity wiring.
 
-@njit(parallel=True, cache=True, fastmath=_FM)
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _choice_forward_range(x, cand, route, xs, j0, j1):
+    B = x.shape[1]
+    for j in range(j0, j1):
+        out = xs[j]
+        out[:] = 0.0
+        for c in range(cand.shape[1]):
+            w = route[j, c]
+            if w != 0.0:
+                r = x[cand[j, c]]
+                for s in range(B):
+                    out[s] += w * r[s]
+
+
 def choice_forward(x, cand, route, xs):
     """Slot rows: xs[j, s] = sum_c route[j, c] * x[cand[j, c], s] (terms with route 0 skipped)."""
-    S, C = cand.shape
+    _in_parallel(_choice_forward_range, cand.shape[0], x, cand, route, xs)
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _choice_backward_range(x, cand, gs, corr, j0, j1):
     B = x.shape[1]
-    nc = _chunks(S)
-    for ch in prange(nc):
-        for j in range(ch * S // nc, (ch + 1) * S // nc):
-            out = xs[j]
-            out[:] = 0.0
-            for c in range(C):
-                w = route[j, c]
-                if w != 0.0:
-                    r = x[cand[j, c]]
-                    for s in range(B):
-                        out[s] += w * r[s]
+    for j in range(j0, j1):
+        g = gs[j]
+        for c in range(cand.shape[1]):
+            r = x[cand[j, c]]
+            acc = g[0] * 0
+            for s in range(B):
+                acc += r[s] * g[s]
+            corr[j, c] = acc
 
 
-@njit(parallel=True, cache=True, fastmath=_FM)
 def choice_backward(x, cand, gs, corr):
     """Correlation of each candidate with its slot's gradient: corr[j, c] = sum_s x[cand[j, c], s] gs[j, s].
 
@@ -492,21 +505,29 @@ def choice_backward(x, cand, gs, corr):
     dL/dtheta[j, c] = 2 corr[j, c] - sum_s gs[j, s]; mixed (route = softmax(theta / t))
     dL/dtheta[j, c] = route[j, c] (corr[j, c] - sum_s xs[j, s] gs[j, s]) / t.
     """
-    S, C = cand.shape
-    B = x.shape[1]
-    nc = _chunks(S)
-    for ch in prange(nc):
-        for j in range(ch * S // nc, (ch + 1) * S // nc):
-            g = gs[j]
-            for c in range(C):
-                r = x[cand[j, c]]
-                acc = g[0] * 0
+    _in_parallel(_choice_backward_range, cand.shape[0], x, cand, gs, corr)
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _choice_backward_inputs_range(gs, rev_ptr, rev_idx, route, grad_factor, dx, i0, i1):
+    B = dx.shape[1]
+    C = route.shape[1]
+    for i in range(i0, i1):
+        acc = dx[i]
+        acc[:] = 0.0
+        for p in range(rev_ptr[i], rev_ptr[i + 1]):
+            e = rev_idx[p]
+            j = e // C
+            w = route[j, e - j * C]
+            if w != 0.0:
+                g = gs[j]
                 for s in range(B):
-                    acc += r[s] * g[s]
-                corr[j, c] = acc
+                    acc[s] += w * g[s]
+        if grad_factor != 1.0:
+            for s in range(B):
+                acc[s] *= grad_factor
 
 
-@njit(parallel=True, cache=True, fastmath=_FM)
 def choice_backward_inputs(gs, rev_ptr, rev_idx, route, grad_factor, dx):
     """Input gradient through the choice, gathered per input row (no races, deterministic):
 
@@ -514,24 +535,8 @@ def choice_backward_inputs(gs, rev_ptr, rev_idx, route, grad_factor, dx):
 
     ``rev_idx[rev_ptr[i]:rev_ptr[i+1]]`` lists the entries j*C + c whose candidate is input i.
     """
-    I, B = dx.shape
-    C = route.shape[1]
-    nc = _chunks(I)
-    for ch in prange(nc):
-        for i in range(ch * I // nc, (ch + 1) * I // nc):
-            acc = dx[i]
-            acc[:] = 0.0
-            for p in range(rev_ptr[i], rev_ptr[i + 1]):
-                e = rev_idx[p]
-                j = e // C
-                w = route[j, e - j * C]
-                if w != 0.0:
-                    g = gs[j]
-                    for s in range(B):
-                        acc[s] += w * g[s]
-            if grad_factor != 1.0:
-                for s in range(B):
-                    acc[s] *= grad_factor
+    _in_parallel(_choice_backward_inputs_range, dx.shape[0], gs, rev_ptr, rev_idx, route,
+                 grad_factor, dx)
 
 
 # fused logic-tree convolution + OR pooling (kernels in pylgn.kernels.conv_cpu) ---------------

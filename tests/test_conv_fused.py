@@ -230,3 +230,20 @@ def test_cuda_twin_matches_cpu_under_the_simulator():
     for key, (y, arg, dtables, dx) in errs.items():
         tol = 1e-12 if key.endswith("float64") else 1e-5
         assert arg == 0.0 and max(y, dtables, dx) < tol, (key, errs[key])
+
+
+def test_arch_recipe_fills_unset_flags():
+    """`pylgn train --arch cdlgn-mnist-s` takes tau, lr, schedule, weight decay and steps from
+    the architecture; a flag given wins."""
+    from pylgn import cli
+    from pylgn.conv import ARCHS
+    from pylgn.recipes import recipe
+    spec = ARCHS["cdlgn-mnist-s"]
+    for argv, lr in ((["train", "--arch", "cdlgn-mnist-s"], spec["lr"]),
+                     (["train", "--arch", "cdlgn-mnist-s", "--lr", "0.003"], 0.003)):
+        args = cli._build_parser().parse_args(argv)
+        cfg = dict(recipe((1, 28, 28), 60000)[1], arch="cdlgn-mnist-s", lr=args.lr or 0.02)
+        cli._arch_defaults(cfg, args, (1, 28, 28))
+        assert cfg["lr"] == lr and cfg["crop"] == 20
+        assert (cfg["tau"], cfg["lr_schedule"], cfg["weight_decay"], cfg["steps"]) == (
+            spec["tau"], spec["lr_schedule"], spec["weight_decay"], spec["steps"])

@@ -183,7 +183,7 @@ def _build_parser():
                         "gate input chooses its source among --candidates rows (pylgn.choice)")
     t.add_argument("--candidates", type=_candidates, metavar="C",
                    help="with --connections learned: candidate sources per gate input, an int "
-                        ">= 2 or 'all' (default 8)")
+                        ">= 2 or 'all' (default 16)")
     t.add_argument("--choice", choices=CHOICES,
                    help="with --connections learned: ste = straight-through argmax (default), "
                         "softmax = a mixture in training, the argmax in eval")
@@ -433,7 +433,7 @@ def _wiring(cfg, i, in_dim):
         return dict(connections=kind)
     if cfg.get("learned_layers", "all") == "first" and i > 0:
         return dict(connections="random")
-    cand = cfg.get("candidates", 8)
+    cand = cfg.get("candidates", 16)
     if cand != "all" and cand > in_dim:
         raise UsageError(f"--candidates: {cand} is more than the {in_dim} inputs of layer {i}")
     return dict(connections="learned", candidates=cand, choice=cfg.get("choice", "ste"))

@@ -32,7 +32,7 @@ class LogicLayer:
 
     def __init__(self, in_dim, out_dim, arity=2, param="iwp", estimator="sin", init="residual",
                  connections="random", grad_factor=1.0, sigma=None, shift=None, init_target="a",
-                 gumbel=None, candidates=8, choice="ste", choice_tau=1.0):
+                 gumbel=None, candidates=16, choice="ste", choice_tau=1.0):
         self.in_dim = check_int("in_dim", in_dim, 1)
         self.out_dim = check_int("out_dim", out_dim, 1)
         self.arity = check_int("arity", arity, 1, 6)

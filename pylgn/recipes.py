@@ -11,7 +11,7 @@ BASE = dict(arch="dense", crop=None, thresholds=3, layers=4, width=2000, arity=2
             init="residual", estimator="sin", tau=10.0, lr=0.01, lr_schedule="constant",
             weight_decay=0.0,
             warmup=0, batch_size=100, accumulate=1, seed=0, augment=False, steps=3000,
-            gumbel=0.0, learn_thresholds=False, connections="random", candidates=8,
+            gumbel=0.0, learn_thresholds=False, connections="random", candidates=16,
             choice="ste", learned_layers="all", last_width=None)
 
 

@@ -174,10 +174,11 @@ def test_bad_arguments_name_themselves():
     with pytest.raises(ValueError, match="candidates"):
         pylgn.LogicLayer(10, 4, connections="learned", candidates=11)
     with pytest.raises(ValueError, match="choice"):
-        pylgn.LogicLayer(10, 4, connections="learned", choice="gumbel")
+        pylgn.LogicLayer(10, 4, connections="learned", candidates=4, choice="gumbel")
     for tau in (0.0, 1e-300, float("nan")):
         with pytest.raises((ValueError, TypeError), match="choice_tau"):
-            pylgn.LogicLayer(10, 4, connections="learned", choice="softmax", choice_tau=tau)
+            pylgn.LogicLayer(10, 4, connections="learned", candidates=4, choice="softmax",
+                             choice_tau=tau)
     sharp = choice.route("softmax", np.array([[1e30, 0.0, -1e30]], np.float32), 1.2e-38, np)
     np.testing.assert_array_equal(sharp, [[1, 0, 0]])                 # no overflow, no NaN
     with pytest.raises(ValueError, match="connections"):

@@ -227,3 +227,13 @@ def test_learned_wiring_behind_learned_thresholds(tmp_path):
         loss_of(m.train(), x, y)
         o.step()
     np.testing.assert_array_equal(ck.model.params, model.params)
+
+
+def test_the_28x28_recipe_gives_wide_gates_their_tau_and_lr():
+    from pylgn.recipes import recipe
+    name, six = recipe((1, 28, 28), 60000, arity=6)
+    assert name == "28x28-grayscale" and (six["tau"], six["lr"]) == (6.0, 0.01)
+    two = recipe((1, 28, 28), 60000, arity=2)[1]
+    assert (two["tau"], two["lr"]) == (10.0, 0.02) == (recipe((1, 28, 28), 60000)[1]["tau"],
+                                                       recipe((1, 28, 28), 60000)[1]["lr"])
+    assert recipe((64,), 1000, arity=6)[1]["tau"] == 10.0          # other recipes: unchanged

@@ -189,7 +189,8 @@ def test_export_simplified_circuit_is_exact(run_dir, tmp_path):
     (["train", "--arch", "cdlgn-m"], "in_size: .* too small for OrPool2d"),
     (["frobnicate"], "invalid choice"),
 ])
-def test_user_errors_are_one_line(argv, match, capsys):
+def test_user_errors_are_one_line(argv, match, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)              # not the checkout: `make demo` leaves runs/digits
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("pylgn: error: ")

@@ -120,8 +120,9 @@ def test_launched_size_reads_launcher_variables(monkeypatch):
     assert launched_size() == 4
 
 
-def test_cli_distributed_flags(monkeypatch, capsys):
+def test_cli_distributed_flags(monkeypatch, capsys, tmp_path):
     from pylgn.cli import main
+    monkeypatch.chdir(tmp_path)              # not the checkout: `make demo` leaves runs/digits
     assert main(["train", "--distributed", "nccl", "--steps", "1"]) == 2
     assert "--distributed nccl: needs --device cuda" in capsys.readouterr().err
     assert main(["train", "--distributed", "mpi", "--comm-timeout", "0", "--steps", "1"]) == 2

@@ -173,8 +173,9 @@ def test_resume_below_the_checkpoint_step_fails(tmp_path, capsys):
     assert ck.read_bytes() == before
 
 
-def test_cli_out_of_memory_is_a_user_error(capsys, monkeypatch):
+def test_cli_out_of_memory_is_a_user_error(capsys, monkeypatch, tmp_path):
     import pylgn.model
+    monkeypatch.chdir(tmp_path)              # not the checkout: `make demo` leaves runs/digits
 
     def boom(*a, **k):
         raise MemoryError

@@ -134,17 +134,33 @@ def _check_train_out(args, out):
 # parser ----------------------------------------------------------------------------------------
 
 def _recipes_help():
-    from .recipes import BASE, BY_ARITY, RECIPES
-    lines = ["Defaults come from the recipe for the data's shape (pylgn.recipes; flags override):"]
+    from .recipes import BASE, BY_ARITY, CROP_KEEP, LEVEL_CHOICES, LEVELS_KEEP, RECIPES
+    lines = ["Defaults come from the recipe for the data's shape (pylgn.recipes; flags override;",
+             "'read' = read from the training data before training, printed and kept in the",
+             "checkpoint, `pylgn info` shows it):"]
     for r in RECIPES:
         diff = {k: v for k, v in {**BASE, **r.settings}.items() if r.settings.get(k, None) is not None}
-        lines.append(f"  {r.name} ({r.when}): " + (", ".join(f"{k}={v}" for k, v in diff.items())
-                                                   or "the base settings"))
-        for least, extra in BY_ARITY.get(r.name, ()):
+        at = f" (at {r.tau_at:g} gates per class)" if r.tau_at else ""
+        lines.append(f"  {r.name} ({r.when}): " + (", ".join(
+            f"{k}={v}{at if k == 'tau' else ''}" for k, v in diff.items()) or "the base settings"))
+        for least, extra, extra_at in BY_ARITY.get(r.name, ()):
             lines.append(f"    with --arity >= {least}: "
-                         + ", ".join(f"{k}={v}" for k, v in extra.items()))
+                         + ", ".join(f"{k}={v}" for k, v in extra.items())
+                         + f" (tau at {extra_at:g} gates per class)")
     base = ", ".join(f"{k}={v}" for k, v in BASE.items())
-    return "\n".join(lines + [f"  base: {base}"])
+    return "\n".join(lines + [
+        f"  base: {base}", "Rules:",
+        f"  crop: the smallest centred square holding >= {CROP_KEEP:.0%} of the label-explained",
+        "    pixel variance (sum over classes of share x (class mean - mean)^2); none if the",
+        "    whole frame is needed (MNIST: 20; digits that fill the frame: none)",
+        f"  thresholds: the fewest of {', '.join(map(str, LEVEL_CHOICES))} whose uniform "
+        f"thermometer keeps >= {LEVELS_KEEP:.0%} of the",
+        "    pixel variance inside the crop (MNIST's near-binary strokes: 2; grayscale: more)",
+        "  width: rounded up to a multiple of the classes",
+        "  tau: the recipe's tau x sqrt(gates per class / the gates per class it holds at)",
+        "  tables: thresholds = rows per class / 25 in [2, 8]; width = max(100 x classes,",
+        "    2 x input bits); 3 layers; tau = sqrt(gates per class); batch min(100, rows / 4);",
+        "    steps: 300 epochs in [2000, 20000]; lr 0.02 cosine"])
 
 
 def _build_parser():
@@ -168,9 +184,12 @@ def _build_parser():
     t.add_argument("--arch", help="dense (LogicLayers of --width, the default) or a conv "
                    "LogicTreeNet from pylgn.conv.ARCHS, e.g. cdlgn-m (needs images)")
     t.add_argument("--crop", type=int, help="keep the centre CROP x CROP pixels of each image "
-                   "(default: a conv --arch's input size, else the recipe's: 20 for 28 x 28 "
-                   "images, else none); 0 = no crop")
-    t.add_argument("--thresholds", type=int, help="thermometer thresholds per value")
+                   "(default: a conv --arch's input size, else read from the training images: "
+                   "the smallest centred square with >= 97 %% of the label-explained variance; "
+                   "20 on MNIST); 0 = no crop")
+    t.add_argument("--thresholds", type=int, help="thermometer thresholds per value (default: read from the "
+                   "data: images, the fewest of 1/2/4/8 keeping >= 95 %% of the pixel variance; "
+                   "tables, rows per class / 25 in [2, 8])")
     t.add_argument("--layers", type=int, help="logic layers")
     t.add_argument("--width", type=int, help="gates per layer")
     t.add_argument("--last-width", type=int, metavar="N",
@@ -193,8 +212,9 @@ def _build_parser():
     t.add_argument("--param", choices=("iwp", "op"), help="parametrization (default iwp)")
     t.add_argument("--init", choices=INITS, help="initialization (default residual)")
     t.add_argument("--estimator", choices=ESTIMATORS, help="IWP estimator (default sin)")
-    t.add_argument("--tau", type=float, help="GroupSum temperature (default: the recipe's for "
-                   "dense nets, the architecture's for a conv --arch)")
+    t.add_argument("--tau", type=float, help="GroupSum temperature (default: the recipe's, scaled by "
+                   "sqrt(gates per class / the gates per class it holds at), for dense nets; "
+                   "the architecture's for a conv --arch)")
     t.add_argument("--gumbel", type=float, metavar="T",
                    help="train on Gumbel-sampled 0/1 tables at temperature T with a "
                         "straight-through gradient (pylgn.gumbel); 0 = off (default)")
@@ -325,11 +345,13 @@ def _emit(args, summary, result):
 # train -----------------------------------------------------------------------------------------
 
 def _resolve(args, ckpt):
-    """(settings, dataset) of the run: flags, else (on --resume) the checkpoint's, which a
-    different explicit flag may not contradict, else the recipe for the data's shape and size.
-    ``steps`` (the total to reach) may change on --resume."""
+    """(settings, dataset, recipe) of the run: flags, else (on --resume) the checkpoint's, which
+    a different explicit flag may not contradict, else the recipe for the data's shape and size,
+    whose READ settings are read from the training set (pylgn.recipes.read_data); ``recipe``:
+    {name, decisions: {setting: reason}}. ``steps`` (the total to reach) may change on
+    --resume."""
     from .data import cropped_shape, load_dataset
-    from .recipes import BASE, recipe
+    from .recipes import BASE, READ, read_data, recipe
     saved = ckpt.meta.get("settings", {}) if ckpt is not None else {}
     if ckpt is not None and not saved:
         raise UsageError(f"--resume: {ckpt.path} was not written by `pylgn train`")
@@ -337,12 +359,22 @@ def _resolve(args, ckpt):
     target = _pick("target", args.target, saved, None)
     ds = load_dataset(name, args.data_dir, target=target)
     cfg = dict(dataset=name, **({"target": target} if target else {}))
-    defaults = recipe(ds.shape, len(ds.y_train), args.arity)[1] if ckpt is None else BASE
+    recipe_name, defaults = (recipe(ds.shape, len(ds.y_train), args.arity) if ckpt is None
+                       else ("checkpoint", BASE))
     for key, default in defaults.items():
         cfg[key] = _pick(key, getattr(args, key), saved, default)
+    stored = ckpt.meta.get("recipe") if ckpt is not None else None
+    stored = stored if isinstance(stored, dict) else {}
+    decisions = stored.get("decisions") if isinstance(stored.get("decisions"), dict) else {}
+    cfg["crop"] = cfg["crop"] or None                                # --crop 0: no crop
+    if cfg["crop"] != READ:
+        cropped_shape(ds.shape, cfg["crop"])                         # validates --crop
     if ckpt is None:
         _arch_defaults(cfg, args, ds.shape)
-    cfg["crop"] = cfg["crop"] or None                                # --crop 0: no crop
+        given = {key for key in defaults if getattr(args, key, None) is not None}
+        decisions = read_data(cfg, ds, given, recipe_name, args.arity)
+    else:
+        recipe_name = str(stored.get("name", "checkpoint"))
     cfg["augment"] = False if cfg["augment"] in ("none", None) else cfg["augment"]
     cropped_shape(ds.shape, cfg["crop"])                             # validates --crop
     for key, (low, high) in LIMITS.items():
@@ -354,7 +386,7 @@ def _resolve(args, ckpt):
     if cfg["gumbel"]:
         from ._checks import check_temperature
         check_temperature("--gumbel", cfg["gumbel"])
-    return cfg, ds
+    return cfg, ds, dict(name=recipe_name, decisions=decisions)
 
 
 def _arch_defaults(cfg, args, shape):
@@ -484,7 +516,7 @@ def _setup(args, comm=None):
     from .train import Trainer
     from .data import check_splits
     ckpt = load(args.resume, device=args.device) if args.resume else None
-    cfg, ds = _resolve(args, ckpt)
+    cfg, ds, chosen = _resolve(args, ckpt)
     check_splits(f"--dataset {cfg['dataset']}", ds.y_train, ds.y_test, ds.class_names)
     if ckpt is None:
         model = Sequential(build_layers(cfg, cropped_shape(ds.shape, cfg["crop"]), ds.num_classes),
@@ -503,7 +535,16 @@ def _setup(args, comm=None):
             trainer.load_state(ckpt.trainer_state)
         except (TypeError, ValueError) as e:
             raise UsageError(f"--resume {ckpt.path}: {e}") from None
-    return ds, cfg, trainer, _train_out(args)
+    return ds, cfg, trainer, _train_out(args), chosen
+
+
+def recipe_lines(chosen):
+    """The recipe's name and the decisions it read from the data, one line each (what
+    ``pylgn train`` prints before training and ``pylgn info`` shows)."""
+    lines = [f"  recipe {chosen['name']}" + (": read from the training data:"
+                                             if chosen["decisions"] else "")]
+    return lines + [f"    {key.replace('_', '-')} {why}"
+                    for key, why in chosen["decisions"].items()]
 
 
 def _communicator(args):
@@ -553,7 +594,10 @@ def _train(args, comm):
     if (args.steps is not None and args.steps < 1) or args.eval_every < 1:
         raise UsageError("--steps and --eval-every: expected ints >= 1")
     from .encoders import dataset_config
-    ds, cfg, trainer, out = _setup(args, comm)
+    ds, cfg, trainer, out, chosen = _setup(args, comm)
+    if comm.rank == 0 and trainer.step == 0:
+        for line in recipe_lines(chosen):
+            print(line, flush=True)
     xte = _inputs(ds, ds.x_test, cfg)
     todo, step0, sec0 = cfg["steps"] - trainer.step, trainer.step, trainer.seconds
     if todo < 0:
@@ -561,7 +605,8 @@ def _train(args, comm):
                          f"nothing was trained or written")
     if todo > 0:
         os.makedirs(out, exist_ok=True)
-        meta = dict(settings=cfg, dataset=cfg["dataset"], thresholds=cfg["thresholds"],
+        meta = dict(settings=cfg, recipe=chosen, dataset=cfg["dataset"],
+                    thresholds=cfg["thresholds"],
                     crop=cfg["crop"] or 0,
                     class_names=ds.class_names,
                     encoder=dataset_config(ds, cfg["thresholds"], cfg["crop"],
@@ -721,6 +766,9 @@ def cmd_info(args):
              f"  training memory at batch {args.batch_size}: {memory['total'] / 2 ** 20:.1f} MiB "
              f"(parameters+grads+Adam {memory['params'] / 2 ** 20:.1f}, activations "
              f"{memory['activations'] / 2 ** 20:.1f}, workspace {memory['workspace'] / 2 ** 20:.1f})"]
+    chosen = ckpt.meta.get("recipe")
+    if isinstance(chosen, dict) and isinstance(chosen.get("decisions"), dict):
+        lines += recipe_lines(dict(name=chosen.get("name", "?"), decisions=chosen["decisions"]))
     for i, entry in enumerate(layers):
         cfg = dict(entry["config"])
         kind = cfg.pop("type")

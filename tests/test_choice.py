@@ -236,4 +236,4 @@ def test_the_28x28_recipe_gives_wide_gates_their_tau_and_lr():
     two = recipe((1, 28, 28), 60000, arity=2)[1]
     assert (two["tau"], two["lr"]) == (10.0, 0.02) == (recipe((1, 28, 28), 60000)[1]["tau"],
                                                        recipe((1, 28, 28), 60000)[1]["lr"])
-    assert recipe((64,), 1000, arity=6)[1]["tau"] == 10.0          # other recipes: unchanged
+    assert recipe((1, 8, 8), 1000, arity=6)[1]["tau"] == 10.0      # other recipes: unchanged

@@ -15,7 +15,7 @@ import pytest
 import pylgn
 from pylgn.cli import main
 from pylgn.data import Dataset, centre_crop, cropped_shape, load_dataset, verify_md5
-from pylgn.recipes import BASE, recipe
+from pylgn.recipes import BASE, READ, recipe
 from test_data import _idx, _script
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
@@ -53,7 +53,8 @@ def test_mnist_smoke_training_with_recipe(mnist_dir, tmp_path, capsys):
     ck = pylgn.load(tmp_path / "checkpoint.h5")
     settings = recipe((1, 28, 28), 60000)[1]
     assert ck.meta["crop"] == 20 and ck.model.in_dim == 20 * 20 and settings["learn_thresholds"]
-    assert ck.model.encoder.out_dim == 20 * 20 * settings["thresholds"]
+    assert ck.model.encoder.out_dim == 20 * 20 * 2       # read from MNIST: the centre, 2 levels
+    assert set(ck.meta["recipe"]["decisions"]) == {"crop", "thresholds", "tau"}  # tau: width 1000
     assert len(ck.model.logic_layers) == settings["layers"]
     ds = load_dataset("mnist", data_dir=str(mnist_dir))
     x = ds.scale(ds.x_test[:2000], 20)                # the model learns its thresholds
@@ -122,10 +123,12 @@ def test_centre_crop_and_encode():
 
 def test_recipes_follow_shape_not_name():
     name, mnist_like = recipe((1, 28, 28), 1000)
-    assert name == "28x28-grayscale" and mnist_like["crop"] == 20 and mnist_like["layers"] == 6
+    assert name == "28x28-grayscale" and mnist_like["crop"] == READ and mnist_like["layers"] == 6
+    assert mnist_like["thresholds"] == READ
     assert recipe((3, 32, 32), 50000)[0] == "32x32-colour"
+    assert recipe((1, 64, 48), 500)[0] == "images"
     assert recipe((1, 8, 8), 1437) == ("default", BASE)
-    assert recipe((13,), 100) == ("default", BASE)
+    assert recipe((13,), 100)[0] == "table"
 
 
 def _random_28x28(path, n_train, n_test, seed):
@@ -147,12 +150,14 @@ def test_cli_recipe_for_any_28x28_dataset(tmp_path, capsys):
             "--batch-size", "20", "--out", str(tmp_path / "run"), "--no-progress", "--json"]
     assert main(argv) == 0
     ck = pylgn.load(tmp_path / "run" / "checkpoint.h5")
-    assert ck.model.in_dim == 400 and recipe((1, 28, 28), 40)[1]["learn_thresholds"]
-    assert ck.model.encoder.out_dim == 400 * recipe((1, 28, 28), 40)[1]["thresholds"]
+    # random pixels: every pixel moves with the label as much as any other, so no crop; uniform
+    # values need 4 levels (an n-level thermometer keeps 1 - 1 / (n + 1)^2 of their variance)
+    assert ck.model.in_dim == 784 and recipe((1, 28, 28), 40)[1]["learn_thresholds"]
+    assert ck.model.encoder.out_dim == 784 * 4 and ck.meta["settings"]["thresholds"] == 4
     assert ck.meta["settings"]["lr_schedule"] == "cosine"
-    assert main(argv[:-4] + ["--crop", "0", "--thresholds", "1", "--out", str(tmp_path / "r2"),
+    assert main(argv[:-4] + ["--crop", "20", "--thresholds", "1", "--out", str(tmp_path / "r2"),
                              "--no-progress"]) == 0
-    assert pylgn.load(tmp_path / "r2" / "checkpoint.h5").model.in_dim == 784
+    assert pylgn.load(tmp_path / "r2" / "checkpoint.h5").model.in_dim == 400
     capsys.readouterr()
     assert main(argv[:-4] + ["--crop", "30", "--out", str(tmp_path / "r3"), "--no-progress"]) == 2
     assert "crop" in capsys.readouterr().err

@@ -1,0 +1,203 @@
+"""Recipes that read the data: the 28x28 recipe's defaults against a grid of crops and threshold
+counts, on MNIST and on 28 x 28 sets that break its shape (bench/variants.py).
+
+    python bench/variants.py                  # data/mnist-{large,inverted,noisy,shifted}.h5
+    python bench/recipes.py grid              # {crop 20, none} x {2, 4, 8 thresholds}, 10k steps
+    python bench/recipes.py defaults          # the recipe's own choice (no --crop/--thresholds)
+    python bench/recipes.py table             # rewrite the RESULTS.md section only
+
+Every cell is one ``pylgn train`` run with the recipe's other settings given as flags (6 x 8,000
+IWP gates, learned thresholds, tau 10, lr 0.02 cosine, batch 100), so the cells differ in the crop
+and the thresholds only. Runs are checkpointed under runs/recipes/<data>-<cell>/ and resumed or
+skipped when the script starts again; histories are copied to bench/out/recipes/.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from sections import replace_section
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+RUNS = os.path.join(ROOT, "runs", "recipes")
+OUT = os.path.join(HERE, "out", "recipes")
+BEGIN, END = "<!-- recipes:begin -->", "<!-- recipes:end -->"
+DATA = ("mnist", "large", "inverted", "noisy", "shifted")
+#: The 28x28 recipe's settings other than the crop and thresholds, fixed in every cell.
+FIXED = ["--layers=6", "--width=8000", "--tau=10", "--lr=0.02", "--lr-schedule=cosine",
+         "--learn-thresholds", "--batch-size=100", "--seed=0"]
+GRID = [(crop, n) for crop in (20, 0) for n in (2, 4, 8)]
+
+
+def dataset(data, args):
+    return "mnist" if data == "mnist" else os.path.join(
+        os.path.relpath(args.data_dir, ROOT), f"mnist-{data}.h5")
+
+
+def cell(crop, n):
+    return f"crop{crop}-t{n}"
+
+
+def train(name, data, flags, args):
+    """Run (or resume, or skip when done) one ``pylgn train``; returns its command line."""
+    out = os.path.join(RUNS, name)
+    cmd = ["pylgn", "train", f"--dataset={dataset(data, args)}",
+           f"--data-dir={os.path.relpath(args.data_dir, ROOT)}", *flags,
+           f"--steps={args.steps}", f"--eval-every={args.eval_every}",
+           f"--out={os.path.relpath(out, ROOT)}", f"--threads={args.threads}", "--no-progress",
+           "--json"]
+    h = history(name)
+    if h and h["step"] and h["step"][-1] >= args.steps:
+        return cmd
+    os.makedirs(out, exist_ok=True)
+    run = [os.path.join(os.path.dirname(sys.executable), "pylgn"), *cmd[1:]]
+    ckpt = os.path.join(out, "checkpoint.h5")
+    if os.path.exists(ckpt):
+        run.append(f"--resume={ckpt}")
+    print(f"[{time.strftime('%H:%M:%S')}] {name}: {' '.join(cmd)}", flush=True)
+    with open(os.path.join(out, "log.txt"), "a") as log:
+        subprocess.run(run, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    os.makedirs(OUT, exist_ok=True)
+    shutil.copy(os.path.join(out, "history.json"), os.path.join(OUT, f"{name}.json"))
+    _save_choice(name)
+    return cmd
+
+
+def _save_choice(name):
+    """The settings the run trained with (crop, thresholds, tau, and the recipe's reasons when
+    it chose them), kept beside the history."""
+    ckpt = os.path.join(RUNS, name, "checkpoint.h5")
+    if os.path.exists(ckpt):
+        sys.path.insert(0, ROOT)
+        import pylgn
+        meta = pylgn.load(ckpt).meta
+        keep = dict(settings=meta.get("settings", {}), recipe=meta.get("recipe"))
+        with open(os.path.join(OUT, f"{name}.meta.json"), "w") as f:
+            json.dump(keep, f, indent=1, default=str)
+
+
+def history(name):
+    for path in (os.path.join(RUNS, name, "history.json"), os.path.join(OUT, f"{name}.json")):
+        if os.path.exists(path):
+            with open(path) as f:
+                return json.load(f)
+    return None
+
+
+def choice(name):
+    path = os.path.join(OUT, f"{name}.meta.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    return None
+
+
+def final(name):
+    h = history(name)
+    if not h or not h["step"]:
+        return None
+    return dict(discrete=h["test_accuracy_discrete"][-1], steps=h["step"][-1],
+                seconds=h["seconds"][-1])
+
+
+#: The grid's fixed flags as the settings a run stores.
+SAME = dict(layers=6, width=8000, tau=10.0, lr=0.02, lr_schedule="cosine", learn_thresholds=True,
+            batch_size=100, seed=0)
+
+
+def _as_cell(data, crop, n):
+    """The defaults run as grid cell (crop, n) when it chose that cell with the grid's other
+    settings (then the two commands train the same network step for step)."""
+    d, ch = final(f"{data}-defaults"), choice(f"{data}-defaults")
+    if not d or not ch:
+        return None
+    s = ch["settings"]
+    if (s.get("crop") or 0, s.get("thresholds")) != (crop, n):
+        return None
+    if any(s.get(k) != v for k, v in SAME.items()):
+        return None
+    return dict(d, same=True)
+
+
+def runs(group, only):
+    """{name: (data, flags)} of a group."""
+    out = {}
+    for data in only or DATA:
+        if group == "grid" and data == "mnist":     # MNIST's own cell is its defaults run
+            continue
+        if group == "grid":
+            for crop, n in GRID:
+                out[f"{data}-{cell(crop, n)}"] = (data, FIXED + [f"--crop={crop}",
+                                                                  f"--thresholds={n}"])
+        elif group == "defaults":
+            out[f"{data}-defaults"] = (data, [])
+    return out
+
+
+def table(args):
+    lines = [BEGIN, "## Recipes that read the data (issue: defaults for any 28 x 28 dataset)", "",
+             f"Written {time.strftime('%Y-%m-%d')} by `python bench/recipes.py` (load average "
+             f"{os.getloadavg()[0]:.1f} when written). Discretized test accuracy at "
+             f"{args.steps} steps, one seed, on MNIST (its own test set) and on four 28 x 28 sets "
+             f"made from MNIST's training images by `bench/variants.py` (train: the first "
+             f"50,000, test: the last 10,000). Grid cells: 6 x 8,000 IWP gates, learned "
+             f"thresholds, tau 10, lr 0.02 cosine, with the crop and threshold count of the "
+             f"column. *defaults*: `pylgn train --dataset D --steps {args.steps}` with no other "
+             f"flag (the recipe's choice in brackets); (d): the defaults run is that cell (it chose that "
+             f"crop and count, and its other settings are the grid's).", "",
+             "| data | " + " | ".join(f"crop {c or 'none'}, {n} thr." for c, n in GRID)
+             + " | best cell | defaults | defaults - best |",
+             "|---|" + "---|" * (len(GRID) + 3)]
+    for data in DATA:
+        accs = [final(f"{data}-{cell(c, n)}") or _as_cell(data, c, n) for c, n in GRID]
+        if not any(accs):
+            continue
+        row = [(f"{100 * a['discrete']:.2f} %" + (" (d)" if a.get("same") else "")) if a else ""
+               for a in accs]
+        done = [(a["discrete"], i) for i, a in enumerate(accs) if a]
+        best, bi = max(done)
+        d, ch = final(f"{data}-defaults"), choice(f"{data}-defaults")
+        picked = ""
+        if ch:
+            s = ch["settings"]
+            picked = f" (crop {s.get('crop') or 'none'}, {s.get('thresholds')} thr.)"
+        dtxt = f"{100 * d['discrete']:.2f} %{picked}" if d else ""
+        diff = f"{100 * (d['discrete'] - best):+.2f}" if d else ""
+        lines.append(f"| {data} | " + " | ".join(row) + f" | {100 * best:.2f} % "
+                     f"({GRID[bi][0] or 'none'}, {GRID[bi][1]}) | {dtxt} | {diff} |")
+    lines += ["", "Commands (each resumable): `python bench/variants.py`, then "
+              f"`python bench/recipes.py grid` and `python bench/recipes.py defaults`; a cell is "
+              f"`pylgn train --dataset=data/mnist-<data>.h5 {' '.join(FIXED)} --crop=C "
+              f"--thresholds=N --steps={args.steps}`.", END]
+    replace_section("\n".join(lines), BEGIN, END)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("group", choices=("grid", "defaults", "table"))
+    p.add_argument("--only", nargs="+", choices=DATA, help="these datasets only")
+    p.add_argument("--cells", nargs="+", help="these grid cells only (e.g. crop20-t2)")
+    p.add_argument("--steps", type=int, default=10000)
+    p.add_argument("--eval-every", type=int, default=5000)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--data-dir", default=os.path.join(ROOT, "data"))
+    args = p.parse_args(argv)
+    if args.group != "table":
+        for name, (data, flags) in runs(args.group, args.only).items():
+            if args.cells and not any(name.endswith(c) for c in args.cells):
+                continue
+            crop, n = (int(f.split("=")[1]) for f in flags[-2:]) if flags else (None, None)
+            if flags and _as_cell(data, crop, n):
+                continue                                # the defaults run is this cell
+            train(name, data, flags, args)
+            table(args)
+    table(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

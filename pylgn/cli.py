@@ -158,7 +158,7 @@ def _recipes_help():
         "    pixel variance inside the crop (MNIST's near-binary strokes: 2; grayscale: more)",
         "  width: rounded up to a multiple of the classes",
         "  tau: the recipe's tau x sqrt(gates per class / the gates per class it holds at)",
-        "  tables: thresholds = rows per class / 25 in [2, 8]; width = max(100 x classes,",
+        "  tables: thresholds = rows per class / 25 in [2, 8]; width = max(200 x classes,",
         "    2 x input bits); 3 layers; tau = sqrt(gates per class); batch min(100, rows / 4);",
         "    steps: 300 epochs in [2000, 20000]; lr 0.02 cosine"])
 

@@ -18,7 +18,7 @@ the classes. Every value is also a ``pylgn train`` flag, and a flag always wins.
   thresholds (the 28x28 recipe's default) then move the levels to where they serve the loss.
 - **tables** (one row of numbers per sample): thresholds = clip(rows per class / 25, 2, 8)
   (quantile bins need samples), width = the next multiple of the classes of
-  max(100 x classes, 2 x input bits), 3 layers, batch min(100, rows / 4), steps for 300 epochs
+  max(200 x classes, 2 x input bits), 3 layers, batch min(100, rows / 4), steps for 300 epochs
   (2,000 to 20,000), lr 0.02 cosine.
 - **width**: rounded up to a multiple of the classes (GroupSum needs equal groups).
 - **tau**: a recipe's tau holds at ``TAU_AT`` gates per class; other widths and class counts scale
@@ -230,9 +230,9 @@ def _read_table(cfg, ds, n_classes, given):
                              f"samples per quantile bin, in [2, 8]")
     if cfg.get("width") == READ:
         bits = cols * cfg["thresholds"]
-        need = max(100 * n_classes, 2 * bits)
+        need = max(200 * n_classes, 2 * bits)
         cfg["width"] = -(-need // n_classes) * n_classes
-        why["width"] = (f"{cfg['width']}: max(100 x {n_classes} classes, 2 x {bits} input "
+        why["width"] = (f"{cfg['width']}: max(200 x {n_classes} classes, 2 x {bits} input "
                         f"bits), a multiple of the classes")
     if cfg.get("batch_size") == READ:
         cfg["batch_size"] = int(max(1, min(100, rows // 4)))

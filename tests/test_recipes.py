@@ -144,8 +144,8 @@ def test_table_recipe_derives_sizes_from_rows_columns_classes():
     name, cfg = recipe(ds.shape, 150)
     assert name == "table"
     why = read_data(cfg, ds, set(), name)
-    assert cfg["thresholds"] == 2 and cfg["width"] == 300 and cfg["batch_size"] == 37
-    assert cfg["tau"] == pytest.approx(10.0) and cfg["steps"] == 2000
+    assert cfg["thresholds"] == 2 and cfg["width"] == 600 and cfg["batch_size"] == 37
+    assert cfg["tau"] == pytest.approx(np.sqrt(200), abs=0.01) and cfg["steps"] == 2000
     assert set(why) == {"thresholds", "width", "batch_size", "steps", "tau"}
     big = TableDataset("t", rng.random((20000, 30)), np.arange(20000) % 2, x[:2, :1],
                        y[:2], ["0", "1"], 1)
@@ -247,7 +247,7 @@ def test_csv_gets_the_table_recipe(tmp_path, capsys):
                  "--eval-every", "5", "--out", str(tmp_path / "run"), "--no-progress",
                  "--json"]) == 0
     out = capsys.readouterr().out
-    assert "recipe table" in out and "    width 200:" in out
+    assert "recipe table" in out and "    width 400:" in out
     s = pylgn.load(tmp_path / "run" / "checkpoint.h5").meta["settings"]
-    assert (s["thresholds"], s["width"], s["layers"], s["batch_size"]) == (3, 200, 3, 40)
-    assert s["tau"] == pytest.approx(10.0)
+    assert (s["thresholds"], s["width"], s["layers"], s["batch_size"]) == (3, 400, 3, 40)
+    assert s["tau"] == pytest.approx(np.sqrt(200), abs=0.01)

@@ -135,6 +135,12 @@ def runs(group, only):
                                                                   f"--thresholds={n}"])
         elif group == "defaults":
             out[f"{data}-defaults"] = (data, [])
+        elif group == "tau" and data == "mnist":
+            # the tau rule off the recipe's width: 6 x 2,000 gates (200 per class) get tau
+            # 10 x sqrt(200 / 800) = 5; against the unscaled 10 and a lower 3.5
+            for tau in (None, 10, 3.5):
+                flag = [] if tau is None else [f"--tau={tau}"]
+                out[f"mnist-w2000-tau{tau or 'rule'}"] = (data, ["--width=2000"] + flag)
     return out
 
 
@@ -154,21 +160,34 @@ def table(args):
              "|---|" + "---|" * (len(GRID) + 3)]
     for data in DATA:
         accs = [final(f"{data}-{cell(c, n)}") or _as_cell(data, c, n) for c, n in GRID]
-        if not any(accs):
+        d, ch = final(f"{data}-defaults"), choice(f"{data}-defaults")
+        if not any(accs) and not d:
             continue
         row = [(f"{100 * a['discrete']:.2f} %" + (" (d)" if a.get("same") else "")) if a else ""
                for a in accs]
-        done = [(a["discrete"], i) for i, a in enumerate(accs) if a]
+        done = [(a["discrete"], i) for i, a in enumerate(accs) if a] or [(float("nan"), 0)]
         best, bi = max(done)
-        d, ch = final(f"{data}-defaults"), choice(f"{data}-defaults")
         picked = ""
         if ch:
             s = ch["settings"]
             picked = f" (crop {s.get('crop') or 'none'}, {s.get('thresholds')} thr.)"
         dtxt = f"{100 * d['discrete']:.2f} %{picked}" if d else ""
-        diff = f"{100 * (d['discrete'] - best):+.2f}" if d else ""
-        lines.append(f"| {data} | " + " | ".join(row) + f" | {100 * best:.2f} % "
-                     f"({GRID[bi][0] or 'none'}, {GRID[bi][1]}) | {dtxt} | {diff} |")
+        diff = f"{100 * (d['discrete'] - best):+.2f}" if d and best == best else ""
+        besttxt = (f"{100 * best:.2f} % ({GRID[bi][0] or 'none'}, {GRID[bi][1]})"
+                   if best == best else "")
+        lines.append(f"| {data} | " + " | ".join(row) + f" | {besttxt} | {dtxt} | {diff} |")
+    taus = [(n, final(n), choice(n)) for n in ("mnist-w2000-taurule", "mnist-w2000-tau10",
+                                                "mnist-w2000-tau3.5")]
+    if any(f for _, f, _ in taus):
+        lines += ["", "**tau off the recipe's width** (`python bench/recipes.py tau`): MNIST, "
+                  "`pylgn train --dataset mnist --width 2000 --steps 10000` (6 x 2,000 gates, "
+                  "200 per class; crop and thresholds read as above):", "",
+                  "| tau | discretized |", "|---|---|"]
+        for n, f, ch in taus:
+            if f:
+                tau = ch["settings"]["tau"] if ch else "?"
+                how = " (the rule: 10 x sqrt(200 / 800))" if n.endswith("rule") else ""
+                lines.append(f"| {tau}{how} | {100 * f['discrete']:.2f} % |")
     lines += _tables_lines()
     lines += ["", "Commands (each resumable): `python bench/variants.py`, then "
               f"`python bench/recipes.py grid` and `python bench/recipes.py defaults`; a cell is "
@@ -279,7 +298,7 @@ def _tables_lines():
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("group", choices=("grid", "defaults", "tables", "table"))
+    p.add_argument("group", choices=("grid", "defaults", "tau", "tables", "table"))
     p.add_argument("--only", nargs="+", choices=DATA, help="these datasets only")
     p.add_argument("--cells", nargs="+", help="these grid cells only (e.g. crop20-t2)")
     p.add_argument("--steps", type=int, default=10000)

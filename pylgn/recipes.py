@@ -37,6 +37,7 @@ CROP_KEEP = 0.97
 LEVELS_KEEP = 0.95
 LEVEL_CHOICES = (1, 2, 4, 8)
 SAMPLE = 10000          # the rules read at most this many training samples (evenly spaced)
+SAMPLE_VALUES = 2 * 10 ** 7     # and at most this many values of them (80 MB as float32)
 
 #: Settings every recipe starts from (and the values for data no entry matches).
 BASE = dict(arch="dense", crop=None, thresholds=3, layers=4, width=2000, arity=2, param="iwp",
@@ -190,7 +191,10 @@ def read_data(cfg, ds, given=(), recipe_name=None, arity=None):
     decision made, and fills cfg in place."""
     why = {}
     n_classes = ds.num_classes
-    idx = _sample(len(ds.y_train))
+    if len(ds.y_train) == 0:
+        raise ValueError("dataset: no training samples to read the recipe from")
+    per = int(np.prod(ds.shape))
+    idx = _sample(len(ds.y_train), max(100, min(SAMPLE, SAMPLE_VALUES // max(per, 1))))
     y = np.asarray(ds.y_train)[idx]
     if len(ds.shape) == 3:
         x = np.asarray(ds.x_train[idx], dtype=np.float32) / np.float32(ds.max_value)

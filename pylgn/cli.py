@@ -542,7 +542,8 @@ def recipe_lines(chosen):
     """The recipe's name and the decisions it read from the data, one line each (what
     ``pylgn train`` prints before training and ``pylgn info`` shows)."""
     lines = [f"  recipe {chosen['name']}" + (": read from the training data:"
-                                             if chosen["decisions"] else "")]
+                                             if chosen["decisions"] else
+                                             " (its settings; none read from the data)")]
     return lines + [f"    {key.replace('_', '-')} {why}"
                     for key, why in chosen["decisions"].items()]
 

@@ -153,8 +153,8 @@ def table(args):
              f"50,000, test: the last 10,000). Grid cells: 6 x 8,000 IWP gates, learned "
              f"thresholds, tau 10, lr 0.02 cosine, with the crop and threshold count of the "
              f"column. *defaults*: `pylgn train --dataset D --steps {args.steps}` with no other "
-             f"flag (the recipe's choice in brackets); (d): the defaults run is that cell (it chose that "
-             f"crop and count, and its other settings are the grid's).", "",
+             f"flag (the recipe's choice in brackets); (d): the defaults run is that cell (it "
+             f"chose that crop and count, and its other settings are the grid's).", "",
              "| data | " + " | ".join(f"crop {c or 'none'}, {n} thr." for c, n in GRID)
              + " | best cell | defaults | defaults - best |",
              "|---|" + "---|" * (len(GRID) + 3)]
@@ -271,8 +271,8 @@ def _tables_lines():
         return []
     with open(path) as f:
         res = json.load(f)
-    lines = ["", "**Tables** (`python bench/recipes.py tables --threads 1`): 5-fold cross-validated "
-             "discretized accuracy (stratified, unshuffled folds, as `bench/sklearn_tables.py`) "
+    lines = ["", "**Tables** (`python bench/recipes.py tables --threads 1`): 5-fold "
+             "cross-validated discretized accuracy (stratified, unshuffled folds, as `bench/sklearn_tables.py`) "
              "of `pylgn train` on a CSV with the base settings it used before (3 thresholds, "
              "4 x 2,000 gates rounded up to the classes, tau 10, lr 0.01 constant, 3,000 steps) "
              "and with the table recipe (the settings it read in brackets); fit seconds per "

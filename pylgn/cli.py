@@ -187,9 +187,9 @@ def _build_parser():
                    "(default: a conv --arch's input size, else read from the training images: "
                    "the smallest centred square with >= 97 %% of the label-explained variance; "
                    "20 on MNIST); 0 = no crop")
-    t.add_argument("--thresholds", type=int, help="thermometer thresholds per value (default: read from the "
-                   "data: images, the fewest of 1/2/4/8 keeping >= 95 %% of the pixel variance; "
-                   "tables, rows per class / 25 in [2, 8])")
+    t.add_argument("--thresholds", type=int, help="thermometer thresholds per value (default: "
+                   "read from the data: images, the fewest of 1/2/4/8 keeping >= 95 %% of the "
+                   "pixel variance; tables, rows per class / 25 in [2, 8])")
     t.add_argument("--layers", type=int, help="logic layers")
     t.add_argument("--width", type=int, help="gates per layer")
     t.add_argument("--last-width", type=int, metavar="N",
@@ -212,9 +212,9 @@ def _build_parser():
     t.add_argument("--param", choices=("iwp", "op"), help="parametrization (default iwp)")
     t.add_argument("--init", choices=INITS, help="initialization (default residual)")
     t.add_argument("--estimator", choices=ESTIMATORS, help="IWP estimator (default sin)")
-    t.add_argument("--tau", type=float, help="GroupSum temperature (default: the recipe's, scaled by "
-                   "sqrt(gates per class / the gates per class it holds at), for dense nets; "
-                   "the architecture's for a conv --arch)")
+    t.add_argument("--tau", type=float, help="GroupSum temperature (default: the recipe's, "
+                   "scaled by sqrt(gates per class / the gates per class it holds at), for dense "
+                   "nets; the architecture's for a conv --arch)")
     t.add_argument("--gumbel", type=float, metavar="T",
                    help="train on Gumbel-sampled 0/1 tables at temperature T with a "
                         "straight-through gradient (pylgn.gumbel); 0 = off (default)")
@@ -360,7 +360,7 @@ def _resolve(args, ckpt):
     ds = load_dataset(name, args.data_dir, target=target)
     cfg = dict(dataset=name, **({"target": target} if target else {}))
     recipe_name, defaults = (recipe(ds.shape, len(ds.y_train), args.arity) if ckpt is None
-                       else ("checkpoint", BASE))
+                             else ("checkpoint", BASE))
     for key, default in defaults.items():
         cfg[key] = _pick(key, getattr(args, key), saved, default)
     stored = ckpt.meta.get("recipe") if ckpt is not None else None

@@ -155,7 +155,8 @@ def _recipes_help():
         "    whole frame is needed (MNIST: 20; digits that fill the frame: none)",
         f"  thresholds: the fewest of {', '.join(map(str, LEVEL_CHOICES))} whose uniform "
         f"thermometer keeps >= {LEVELS_KEEP:.0%} of the",
-        "    pixel variance inside the crop (MNIST's near-binary strokes: 2; grayscale: more)",
+        "    label-explained pixel variance inside the crop (MNIST's strokes: 2; classes told",
+        "    apart by shades of grey: more)",
         "  width: rounded up to a multiple of the classes",
         "  tau: the recipe's tau x sqrt(gates per class / the gates per class it holds at)",
         "  tables: thresholds = rows per class / 25 in [2, 8]; width = max(200 x classes,",
@@ -188,8 +189,8 @@ def _build_parser():
                    "the smallest centred square with >= 97 %% of the label-explained variance; "
                    "20 on MNIST); 0 = no crop")
     t.add_argument("--thresholds", type=int, help="thermometer thresholds per value (default: "
-                   "read from the data: images, the fewest of 1/2/4/8 keeping >= 95 %% of the "
-                   "pixel variance; tables, rows per class / 25 in [2, 8])")
+                   "read from the data: images, the fewest of 1/2/4/8 keeping >= 85 %% of the "
+                   "label-explained pixel variance; tables, rows per class / 25 in [2, 8])")
     t.add_argument("--layers", type=int, help="logic layers")
     t.add_argument("--width", type=int, help="gates per layer")
     t.add_argument("--last-width", type=int, metavar="N",

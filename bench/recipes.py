@@ -96,9 +96,10 @@ def choice(name):
     return None
 
 
-def final(name):
+def final(name, steps=10000):
+    """The run's last evaluation, once it has reached ``steps`` (None before)."""
     h = history(name)
-    if not h or not h["step"]:
+    if not h or not h["step"] or h["step"][-1] < steps:
         return None
     return dict(discrete=h["test_accuracy_discrete"][-1], steps=h["step"][-1],
                 seconds=h["seconds"][-1])
@@ -334,6 +335,8 @@ def main(argv=None):
     p.add_argument("group", choices=("grid", "defaults", "tau", "tables", "table"))
     p.add_argument("--only", nargs="+", choices=DATA, help="these datasets only")
     p.add_argument("--cells", nargs="+", help="these grid cells only (e.g. crop20-t2)")
+    p.add_argument("--reverse", action="store_true", help="the runs in reverse order (a second "
+                   "runner beside the first)")
     p.add_argument("--steps", type=int, default=10000)
     p.add_argument("--variants", nargs="+", default=["base", "recipe"], help="tables: which")
     p.add_argument("--eval-every", type=int, default=5000)
@@ -343,7 +346,8 @@ def main(argv=None):
     if args.group == "tables":
         tables(args)
     elif args.group != "table":
-        for name, (data, flags) in runs(args.group, args.only).items():
+        todo = list(runs(args.group, args.only).items())
+        for name, (data, flags) in (todo[::-1] if args.reverse else todo):
             if args.cells and not any(name.endswith(c) for c in args.cells):
                 continue
             crop, n = (int(f.split("=")[1]) for f in flags[-2:]) if flags else (None, None)

@@ -350,8 +350,9 @@ def main(argv=None):
         for name, (data, flags) in (todo[::-1] if args.reverse else todo):
             if args.cells and not any(name.endswith(c) for c in args.cells):
                 continue
-            crop, n = (int(f.split("=")[1]) for f in flags[-2:]) if flags else (None, None)
-            if flags and _as_cell(data, crop, n):
+            crop, n = ((int(f.split("=")[1]) for f in flags[-2:]) if args.group == "grid"
+                       else (None, None))
+            if args.group == "grid" and _as_cell(data, crop, n):
                 continue                                # the defaults run is this cell
             train(name, data, flags, args)
             table(args)

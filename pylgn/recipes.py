@@ -25,8 +25,8 @@ the classes. Every value is also a ``pylgn train`` flag, and a flag always wins.
   max(200 x classes, 2 x input bits), 3 layers, batch min(100, rows / 4), steps for 300 epochs
   (2,000 to 20,000), lr 0.02 cosine.
 - **width**: rounded up to a multiple of the classes (GroupSum needs equal groups).
-- **tau**: a recipe's tau holds at ``TAU_AT`` gates per class; other widths and class counts scale
-  it by sqrt(gates per class / TAU_AT): a class group's count of ones spreads as the square root
+- **tau**: a recipe's tau holds at its ``tau_at`` gates per class; other widths and classes scale
+  it by sqrt(gates per class / tau_at): a class group's count of ones spreads as the square root
   of its size, so the logit scale stays put (MNIST: tau 10 at 800 gates per class; tau 6 at 200
   for arity >= 4, bench/RESULTS.md). Tables: tau = sqrt(gates per class), as LogicGateClassifier.
 """

@@ -66,15 +66,17 @@ def runs(group, seeds):
     raise ValueError(group)
 
 
-def train(name, flags, steps, args):
-    """Run (or resume, or skip when done) one ``pylgn train``; returns its command line."""
-    out = os.path.join(RUNS, name)
+def train(name, flags, steps, args, dataset="mnist", runs=RUNS, out_dir=OUT):
+    """Run (or resume, or skip when done) one ``pylgn train`` of ``dataset`` in runs/<name>/
+    (history copied to out_dir/<name>.json); returns its command line."""
+    out = os.path.join(runs, name)
     ckpt = os.path.join(out, "checkpoint.h5")
-    cmd = ["pylgn", "train", "--dataset=mnist", f"--data-dir={os.path.relpath(args.data_dir, ROOT)}",
+    cmd = ["pylgn", "train", f"--dataset={dataset}",
+           f"--data-dir={os.path.relpath(args.data_dir, ROOT)}",
            *flags, f"--steps={steps}", f"--eval-every={args.eval_every}",
            f"--out={os.path.relpath(out, ROOT)}",
            f"--threads={args.threads}", "--no-progress", "--json"]
-    hist = _history(name)
+    hist = _history(name, runs, out_dir)
     if hist and hist["step"] and hist["step"][-1] >= steps:
         return cmd
     os.makedirs(out, exist_ok=True)
@@ -84,13 +86,13 @@ def train(name, flags, steps, args):
     print(f"[{time.strftime('%H:%M:%S')}] {name}: {' '.join(cmd)}", flush=True)
     with open(os.path.join(out, "log.txt"), "a") as log:
         subprocess.run(run, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    os.makedirs(OUT, exist_ok=True)
-    shutil.copy(os.path.join(out, "history.json"), os.path.join(OUT, f"{name}.json"))
+    os.makedirs(out_dir, exist_ok=True)
+    shutil.copy(os.path.join(out, "history.json"), os.path.join(out_dir, f"{name}.json"))
     return cmd
 
 
-def _history(name):
-    for path in (os.path.join(RUNS, name, "history.json"), os.path.join(OUT, f"{name}.json")):
+def _history(name, runs=RUNS, out_dir=OUT):
+    for path in (os.path.join(runs, name, "history.json"), os.path.join(out_dir, f"{name}.json")):
         if os.path.exists(path):
             with open(path) as f:
                 return json.load(f)

@@ -14,11 +14,10 @@ skipped when the script starts again; histories are copied to bench/out/recipes/
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
 import time
 
+import mnist
 from sections import replace_section
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -43,27 +42,12 @@ def cell(crop, n):
 
 
 def train(name, data, flags, args):
-    """Run (or resume, or skip when done) one ``pylgn train``; returns its command line."""
-    out = os.path.join(RUNS, name)
-    cmd = ["pylgn", "train", f"--dataset={dataset(data, args)}",
-           f"--data-dir={os.path.relpath(args.data_dir, ROOT)}", *flags,
-           f"--steps={args.steps}", f"--eval-every={args.eval_every}",
-           f"--out={os.path.relpath(out, ROOT)}", f"--threads={args.threads}", "--no-progress",
-           "--json"]
-    h = history(name)
-    if h and h["step"] and h["step"][-1] >= args.steps:
-        return cmd
-    os.makedirs(out, exist_ok=True)
-    run = [os.path.join(os.path.dirname(sys.executable), "pylgn"), *cmd[1:]]
-    ckpt = os.path.join(out, "checkpoint.h5")
-    if os.path.exists(ckpt):
-        run.append(f"--resume={ckpt}")
-    print(f"[{time.strftime('%H:%M:%S')}] {name}: {' '.join(cmd)}", flush=True)
-    with open(os.path.join(out, "log.txt"), "a") as log:
-        subprocess.run(run, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    os.makedirs(OUT, exist_ok=True)
-    shutil.copy(os.path.join(out, "history.json"), os.path.join(OUT, f"{name}.json"))
-    _save_choice(name)
+    """Run (or resume, or skip when done) one ``pylgn train`` (bench/mnist.py's) of ``data``
+    under runs/recipes/; keeps the settings it chose beside the history."""
+    cmd = mnist.train(name, flags, args.steps, args, dataset=dataset(data, args), runs=RUNS,
+                      out_dir=OUT)
+    if not os.path.exists(os.path.join(OUT, f"{name}.meta.json")):
+        _save_choice(name)
     return cmd
 
 
@@ -81,11 +65,7 @@ def _save_choice(name):
 
 
 def history(name):
-    for path in (os.path.join(RUNS, name, "history.json"), os.path.join(OUT, f"{name}.json")):
-        if os.path.exists(path):
-            with open(path) as f:
-                return json.load(f)
-    return None
+    return mnist._history(name, RUNS, OUT)
 
 
 def choice(name):
